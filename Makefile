@@ -1,0 +1,43 @@
+# Single entry point. `make test` is what CI runs (see .ci/run and README "Testing").
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint typecheck synth bench docs check clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt policies/requirements.txt
+	@echo ">> creating $(VENV) and installing pinned requirements"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+## test: the whole suite (config, builders, mocks, policy pack over gRPC, rendered chart, synth of every stack)
+test: venv
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+## synth: offline desired state + checks of one stack (STACK=dev|staging|prod|all) into build/<stack>/
+synth: venv
+	$(PY) -m verify.synth --stack $(STACK)
+
+bench: venv
+	$(PY) -m bench.run
+
+## docs: regenerate the config reference in README.md and Pulumi.yaml from components/config.py
+docs: venv
+	$(PY) -m verify.config_reference --write
+
+check: lint typecheck test
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

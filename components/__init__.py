@@ -1,0 +1,1 @@
+"""Components and pure builders of the gitlab-buildkit-runner stack."""

@@ -1,0 +1,99 @@
+"""Values for the official gitlab-runner chart, built by a pure function.
+
+Ref: ../shared/design/platform-facts.md §3 and the chart's values.yaml (0.86.0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .config import StackConfig
+from .kube_documents import METRICS_PORT
+
+MANAGER_UID = 100  # the gitlab-runner image's user; the chart's default podSecurityContext.runAsUser
+MANAGER_FS_GROUP = 65533
+# Time the manager gets after SIGTERM besides the longest job: the runner stops taking jobs and waits.
+SHUTDOWN_MARGIN_SECONDS = 120
+# PID 1 is dumb-init, which forwards the signal to the runner; the hook returns when the runner exits.
+GRACEFUL_STOP_COMMAND = ("/bin/bash", "-c", "kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 5; done")
+
+
+def manager_security_context() -> dict[str, Any]:
+    """PSA 'restricted' for the manager container (the chart sets no seccompProfile by default)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": False,
+        "runAsNonRoot": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def manager_pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsUser": MANAGER_UID,
+        "runAsGroup": MANAGER_FS_GROUP,
+        "fsGroup": MANAGER_FS_GROUP,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_helm_values(
+    cfg: StackConfig,
+    *,
+    secret_name: str,
+    service_account: Any,
+    runner_config_toml: str,
+    pod_annotations: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Chart values; `runner_config_toml` must already be escaped for the chart's `tpl`.
+
+    `service_account` and annotation values may be Pulumi Inputs: they are placed, never inspected.
+    """
+    runner = cfg.runner
+    res = runner.manager_resources
+    values: dict[str, Any] = {
+        "gitlabUrl": cfg.gitlab.url,
+        "concurrent": runner.concurrent,
+        "checkInterval": runner.check_interval_seconds,
+        # The runner is created and owned by Pulumi (gitlab.UserRunner). The chart's preStop
+        # `unregister --all-runners` would remove this manager's registration on every pod stop; the
+        # runner itself stays, but there is nothing to gain from it and a rollout must not touch
+        # server-side state Pulumi manages. See README "Graceful shutdown".
+        "unregisterRunners": False,
+        # Kubernetes stops a pod with SIGTERM, which the runner treats as "abort all builds". The
+        # preStop hook sends SIGQUIT instead (stop taking jobs, finish running ones) and waits for the
+        # process to exit; the grace period covers the longest job the server allows plus a margin.
+        # Setting deploymentLifecycle also replaces the chart's `unregister` preStop hook.
+        # Ref: gitlab-org/gitlab-runner#4215; chart templates/_helpers.tpl "gitlab-runner.unregisterRunners".
+        "terminationGracePeriodSeconds": runner.maximum_timeout_seconds + SHUTDOWN_MARGIN_SECONDS,
+        "deploymentLifecycle": {"preStop": {"exec": {"command": list(GRACEFUL_STOP_COMMAND)}}},
+        "rbac": {"create": False},
+        "serviceAccount": {"create": False, "name": service_account},
+        "securityContext": manager_security_context(),
+        "podSecurityContext": manager_pod_security_context(),
+        "resources": {
+            "requests": {"cpu": res.cpu_request, "memory": res.memory_request},
+            "limits": {"cpu": res.cpu_limit, "memory": res.memory_limit},
+        },
+        "metrics": {
+            "enabled": runner.metrics_enabled,
+            "port": METRICS_PORT,
+            "podMonitor": {"enabled": runner.metrics_enabled and runner.pod_monitor},
+        },
+        "runners": {
+            "secret": secret_name,
+            "config": runner_config_toml,
+            "jobNamespace": cfg.kubernetes.job_namespace,
+        },
+    }
+    if pod_annotations:
+        values["podAnnotations"] = dict(pod_annotations)
+    if runner.manager_image_tag:
+        values["image"] = {"registry": "registry.gitlab.com", "image": "gitlab-org/gitlab-runner", "tag": runner.manager_image_tag}
+    if runner.node_selector:
+        values["nodeSelector"] = dict(runner.node_selector)
+    return values

@@ -1,0 +1,60 @@
+"""The two namespaces, labelled for Pod Security Admission, and the job namespace's guard rails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .config import StackConfig
+from .kube_documents import MANAGED_BY, job_limit_range_spec, job_namespace_labels, job_quota_spec, manager_namespace_labels
+
+
+@dataclass(frozen=True)
+class RunnerNamespacesArgs:
+    config: StackConfig
+
+
+class RunnerNamespaces(pulumi.ComponentResource):
+    """Manager namespace (PSA restricted) and job namespace (the level the job security mode needs)."""
+
+    manager: k8s.core.v1.Namespace
+    jobs: k8s.core.v1.Namespace
+    limit_range: k8s.core.v1.LimitRange
+    quota: k8s.core.v1.ResourceQuota | None
+    manager_name: pulumi.Output[str]
+    job_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RunnerNamespacesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gitlab-buildkit-runner:kubernetes:RunnerNamespaces", name, None, opts)
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        self.manager = k8s.core.v1.Namespace(
+            f"{name}-manager",
+            metadata={"name": cfg.kubernetes.manager_namespace, "labels": manager_namespace_labels(cfg)},
+            opts=child,
+        )
+        self.jobs = k8s.core.v1.Namespace(
+            f"{name}-jobs",
+            metadata={"name": cfg.kubernetes.job_namespace, "labels": job_namespace_labels(cfg)},
+            opts=child,
+        )
+        self.manager_name = self.manager.metadata.apply(lambda m: m["name"])
+        self.job_name = self.jobs.metadata.apply(lambda m: m["name"])
+        job_meta = {"namespace": self.job_name, "labels": MANAGED_BY}
+        self.limit_range = k8s.core.v1.LimitRange(
+            f"{name}-job-limits",
+            metadata={**job_meta, "name": "buildkit-job-limits"},
+            spec=job_limit_range_spec(cfg),
+            opts=child,
+        )
+        quota_spec = job_quota_spec(cfg)
+        self.quota = (
+            k8s.core.v1.ResourceQuota(
+                f"{name}-job-quota", metadata={**job_meta, "name": "buildkit-job-quota"}, spec=quota_spec, opts=child
+            )
+            if quota_spec
+            else None
+        )
+        self.register_outputs({"managerNamespace": self.manager_name, "jobNamespace": self.job_name})

@@ -1,0 +1,41 @@
+"""NetworkPolicies: job pods reach DNS and the internet, never the metadata service, the API or the VPC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .config import StackConfig
+from .kube_documents import MANAGED_BY, job_network_policies, manager_network_policies
+
+
+@dataclass(frozen=True)
+class NetworkIsolationArgs:
+    config: StackConfig
+    manager_namespace: pulumi.Input[str]
+    job_namespace: pulumi.Input[str]
+
+
+class NetworkIsolation(pulumi.ComponentResource):
+    """Only enforced where the CNI implements NetworkPolicy (see README "Network isolation")."""
+
+    policies: dict[str, k8s.networking.v1.NetworkPolicy]
+
+    def __init__(self, name: str, args: NetworkIsolationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gitlab-buildkit-runner:kubernetes:NetworkIsolation", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.policies = {}
+        for namespace, specs in (
+            (args.job_namespace, job_network_policies(args.config)),
+            (args.manager_namespace, manager_network_policies(args.config)),
+        ):
+            for policy_name, spec in specs.items():
+                self.policies[policy_name] = k8s.networking.v1.NetworkPolicy(
+                    f"{name}-{policy_name}",
+                    metadata={"name": policy_name, "namespace": namespace, "labels": MANAGED_BY},
+                    spec=spec,
+                    opts=child,
+                )
+        self.register_outputs({"policies": sorted(self.policies)})

@@ -1,0 +1,77 @@
+"""ECR: one repository per application and one build-cache repository, each with a lifecycle policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from .aws_documents import CACHE_TAG_PREFIX, application_lifecycle, cache_lifecycle, pull_repository_policy, to_json, validate_lifecycle
+from .config import RegistryConfig
+
+
+def _checked(policy: dict) -> str:
+    problems = validate_lifecycle(policy)
+    if problems:  # a builder bug, not a user error: fail before anything is registered
+        raise ValueError("generated lifecycle policy is invalid: " + "; ".join(problems))
+    return to_json(policy)
+
+
+@dataclass(frozen=True)
+class ImageRegistryArgs:
+    config: RegistryConfig
+
+
+class ImageRegistry(pulumi.ComponentResource):
+    """Application repositories are immutable by default; the cache repository is the one mutable exception
+    because BuildKit overwrites its cache tag on every build."""
+
+    applications: dict[str, aws.ecr.Repository]
+    cache: aws.ecr.Repository
+    repository_urls: dict[str, pulumi.Output[str]]
+    repository_arns: list[pulumi.Output[str]]
+    cache_url: pulumi.Output[str]
+    registry: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ImageRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gitlab-buildkit-runner:registry:ImageRegistry", name, None, opts)
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        encryption = [{"encryption_type": cfg.encryption, "kms_key": cfg.kms_key_arn}]
+        # Every application shares one lifecycle document: build and check it once, not per repository.
+        app_policy = _checked(application_lifecycle(cfg.lifecycle))
+        pull_policy = to_json(pull_repository_policy(cfg.pull_principals)) if cfg.pull_principals else None
+
+        def repository(key: str, repo_name: str, mutability: str, lifecycle: str, **extra: object) -> aws.ecr.Repository:
+            repo = aws.ecr.Repository(
+                f"{name}-{key}",
+                name=repo_name,
+                image_tag_mutability=mutability,
+                image_scanning_configuration={"scan_on_push": True},
+                encryption_configurations=encryption,
+                force_delete=cfg.force_delete,
+                opts=child,
+                **extra,  # type: ignore[arg-type]
+            )
+            aws.ecr.LifecyclePolicy(f"{name}-{key}", repository=repo.name, policy=lifecycle, opts=child)
+            if pull_policy:
+                aws.ecr.RepositoryPolicy(f"{name}-{key}", repository=repo.name, policy=pull_policy, opts=child)
+            return repo
+
+        self.applications = {
+            app: repository(app, cfg.repository_name(app), cfg.image_tag_mutability, app_policy) for app in cfg.applications
+        }
+        exclusions = (
+            {"image_tag_mutability_exclusion_filters": [{"filter": f"{CACHE_TAG_PREFIX}*", "filter_type": "WILDCARD"}]}
+            if cfg.cache_tag_mutability == "IMMUTABLE_WITH_EXCLUSION"
+            else {}
+        )
+        self.cache = repository(
+            "cache", cfg.repository_name(cfg.cache_repository), cfg.cache_tag_mutability, _checked(cache_lifecycle(cfg.lifecycle)), **exclusions
+        )
+        self.repository_urls = {app: repo.repository_url for app, repo in self.applications.items()}
+        self.repository_arns = [repo.arn for repo in [*self.applications.values(), self.cache]]
+        self.cache_url = self.cache.repository_url
+        self.registry = self.cache.repository_url.apply(lambda url: url.split("/", 1)[0])
+        self.register_outputs({"registry": self.registry, "cacheRepository": self.cache_url, "repositories": self.repository_urls})

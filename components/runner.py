@@ -1,0 +1,95 @@
+"""The GitLab runner: created through the GitLab API, its token in a Secret, the chart as a Helm release."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gitlab as gitlab
+import pulumi_kubernetes as k8s
+
+from .config import StackConfig
+from .helm_values import build_helm_values
+from .kube_documents import MANAGED_BY
+from .runner_config import build_runner_config, escape_for_tpl, render_toml
+
+RELEASE_NAME = "gitlab-runner"
+TOKEN_SECRET_NAME = "gitlab-runner-token"
+RUNNER_ID_ANNOTATION = "gitlab-buildkit-runner/runner-id"
+
+
+@dataclass(frozen=True)
+class GitlabRunnerArgs:
+    config: StackConfig
+    manager_namespace: pulumi.Input[str]
+    manager_service_account: pulumi.Input[str]
+    job_service_account: str
+    depends_on: list[pulumi.Resource]
+
+
+class GitlabRunner(pulumi.ComponentResource):
+    """`gitlab.UserRunner` -> Secret(runner-token) -> `helm.v3.Release` of the official chart."""
+
+    runner: gitlab.UserRunner
+    token_secret: k8s.core.v1.Secret
+    release: k8s.helm.v3.Release
+    runner_config_toml: str
+    runner_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GitlabRunnerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gitlab-buildkit-runner:runner:GitlabRunner", name, None, opts)
+        cfg = args.config
+        rc = cfg.runner
+        child = pulumi.ResourceOptions(parent=self)
+        # Ref: platform-facts.md §4: authentication-token flow (POST /user/runners); the token is a secret output.
+        self.runner = gitlab.UserRunner(
+            f"{name}-runner",
+            runner_type=rc.scope.type,
+            project_id=rc.scope.project_id,
+            group_id=rc.scope.group_id,
+            description=f"{rc.description} ({cfg.environment})",
+            tag_lists=list(rc.tags),
+            untagged=rc.run_untagged,
+            access_level="ref_protected" if rc.protected_only else "not_protected",
+            locked=rc.scope.type == "project_type",
+            maximum_timeout=rc.maximum_timeout_seconds,
+            opts=child,
+        )
+        self.runner_id = self.runner.id
+        self.token_secret = k8s.core.v1.Secret(
+            f"{name}-token",
+            metadata={"name": TOKEN_SECRET_NAME, "namespace": args.manager_namespace, "labels": MANAGED_BY},
+            type="Opaque",
+            # The chart mounts both keys by name; the registration token is deprecated and stays empty.
+            string_data={"runner-token": pulumi.Output.secret(self.runner.token), "runner-registration-token": ""},
+            opts=child,
+        )
+        self.runner_config_toml = render_toml(build_runner_config(cfg, job_service_account=args.job_service_account))
+        values = build_helm_values(
+            cfg,
+            secret_name=TOKEN_SECRET_NAME,
+            service_account=args.manager_service_account,
+            runner_config_toml=escape_for_tpl(self.runner_config_toml),
+            # A replaced runner (new id, new token) must restart the manager: the chart only hashes its own Secret.
+            pod_annotations={RUNNER_ID_ANNOTATION: self.runner.id},
+        )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name=RELEASE_NAME,
+            chart="gitlab-runner",
+            version=rc.chart_version,
+            repository_opts={"repo": rc.chart_repository},
+            namespace=args.manager_namespace,
+            values=values,
+            atomic=True,
+            cleanup_on_fail=True,
+            max_history=10,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.token_secret, *args.depends_on]),
+        )
+        self.register_outputs(
+            {
+                "runnerId": self.runner_id,
+                "releaseName": self.release.name,
+                "releaseStatus": self.release.status.apply(lambda s: s.get("status") if s else None),
+            }
+        )

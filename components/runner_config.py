@@ -1,0 +1,223 @@
+"""The runner's config.toml as a typed model, and the pure builder that fills it from stack config.
+
+The chart passes ``runners.config`` through Helm ``tpl``, so the rendered TOML is escaped for Go
+templates (:func:`escape_for_tpl`) before it goes into the Helm values.
+
+Ref: https://docs.gitlab.com/runner/executors/kubernetes/ (config.toml keys)
+Ref: ../shared/design/platform-facts.md §1-§3 (what rootless BuildKit needs)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict
+
+from .config import StackConfig
+
+BUILD_CONTAINER = "build"
+BUILDKIT_UID = 1000  # the rootless image's `user`; only this UID has a subuid range
+BUILDKIT_STATE_DIR = "/home/user/.local/share/buildkit"
+APPARMOR_ANNOTATION = f"container.apparmor.security.beta.kubernetes.io/{BUILD_CONTAINER}"
+
+
+class _Toml(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Capabilities(_Toml):
+    add: list[str] = []
+    drop: list[str] = []
+
+
+class ContainerSecurityContext(_Toml):
+    privileged: bool = False
+    allow_privilege_escalation: bool | None = None
+    run_as_non_root: bool | None = None
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    capabilities: Capabilities | None = None
+
+
+class PodSecurityContext(_Toml):
+    fs_group: int | None = None
+
+
+class EmptyDir(_Toml):
+    name: str
+    mount_path: str
+    medium: Literal["Memory"] | None = None  # unset = node disk
+    size_limit: str | None = None
+
+
+class Volumes(_Toml):
+    empty_dir: list[EmptyDir] = []
+
+
+class PodSpecPatch(_Toml):
+    name: str
+    patch_type: Literal["strategic", "merge", "json"] = "strategic"
+    patch: str
+
+
+class KubernetesExecutor(_Toml):
+    namespace: str
+    image: str
+    helper_image: str | None = None
+    privileged: bool = False
+    allow_privilege_escalation: bool | None = None
+    service_account: str
+    automount_service_account_token: bool = False
+    poll_timeout: int
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    ephemeral_storage_request: str | None = None
+    ephemeral_storage_limit: str | None = None
+    helper_cpu_request: str
+    helper_cpu_limit: str
+    helper_memory_request: str
+    helper_memory_limit: str
+    service_cpu_request: str
+    service_cpu_limit: str
+    service_memory_request: str
+    service_memory_limit: str
+    cpu_limit_overwrite_max_allowed: str | None = None
+    memory_limit_overwrite_max_allowed: str | None = None
+    node_selector: dict[str, str] = {}
+    pod_annotations: dict[str, str] = {}
+    pod_security_context: PodSecurityContext
+    build_container_security_context: ContainerSecurityContext
+    helper_container_security_context: ContainerSecurityContext
+    service_container_security_context: ContainerSecurityContext
+    volumes: Volumes
+    pod_spec: list[PodSpecPatch] = []
+
+
+class Runner(_Toml):
+    name: str
+    executor: Literal["kubernetes"] = "kubernetes"
+    environment: list[str] = []
+    feature_flags: dict[str, bool] = {}
+    kubernetes: KubernetesExecutor
+
+
+class RunnerConfigFile(_Toml):
+    runners: list[Runner]
+
+
+def build_runner_config(cfg: StackConfig, *, job_service_account: str) -> RunnerConfigFile:
+    """The `[[runners]]` template for the chart: one Kubernetes-executor runner for rootless BuildKit."""
+    runner = cfg.runner
+    unconfined = runner.job_security_mode == "unconfined"
+    build = runner.build_resources
+    helper = runner.helper_resources
+    patches: list[PodSpecPatch] = []
+    annotations: dict[str, str] = {}
+    if unconfined:
+        # Runner 18.9 (chart 0.86.0) has no native seccomp/AppArmor fields: AppArmor goes through the
+        # annotation, seccomp through a pod_spec patch. Ref: platform-facts.md §3.
+        annotations[APPARMOR_ANNOTATION] = "unconfined"
+        patches.append(
+            PodSpecPatch(
+                name="buildkit-seccomp-unconfined",
+                patch=json.dumps(
+                    {"containers": [{"name": BUILD_CONTAINER, "securityContext": {"seccompProfile": {"type": "Unconfined"}}}]},
+                    sort_keys=True,
+                ),
+            )
+        )
+    return RunnerConfigFile(
+        runners=[
+            Runner(
+                name=f"{cfg.environment}-buildkit",
+                # Ref: moby/buildkit examples/kubernetes/*.rootless.yaml: /proc cannot be unmasked in a normal pod.
+                environment=["BUILDKITD_FLAGS=--oci-worker-no-process-sandbox"],
+                feature_flags={"FF_USE_ADVANCED_POD_SPEC_CONFIGURATION": True} if patches else {},
+                kubernetes=KubernetesExecutor(
+                    namespace=cfg.kubernetes.job_namespace,
+                    image=runner.job_image,
+                    helper_image=runner.helper_image,
+                    privileged=False,
+                    service_account=job_service_account,
+                    automount_service_account_token=cfg.kubernetes.job_automount_service_account_token,
+                    poll_timeout=runner.poll_timeout_seconds,
+                    cpu_request=build.cpu_request,
+                    cpu_limit=build.cpu_limit,
+                    memory_request=build.memory_request,
+                    memory_limit=build.memory_limit,
+                    ephemeral_storage_request=build.ephemeral_storage_request,
+                    ephemeral_storage_limit=build.ephemeral_storage_limit,
+                    helper_cpu_request=helper.cpu_request,
+                    helper_cpu_limit=helper.cpu_limit,
+                    helper_memory_request=helper.memory_request,
+                    helper_memory_limit=helper.memory_limit,
+                    service_cpu_request=helper.cpu_request,
+                    service_cpu_limit=helper.cpu_limit,
+                    service_memory_request=helper.memory_request,
+                    service_memory_limit=helper.memory_limit,
+                    cpu_limit_overwrite_max_allowed=runner.cpu_limit_overwrite_max,
+                    memory_limit_overwrite_max_allowed=runner.memory_limit_overwrite_max,
+                    node_selector=dict(runner.node_selector),
+                    pod_annotations=annotations,
+                    pod_security_context=PodSecurityContext(fs_group=BUILDKIT_UID),
+                    # rootlesskit calls setuid newuidmap: escalation must stay allowed and SETUID/SETGID
+                    # must stay in the bounding set, so no drop ALL here (moby/buildkit#1671).
+                    build_container_security_context=ContainerSecurityContext(
+                        privileged=False,
+                        allow_privilege_escalation=True,
+                        run_as_non_root=True,
+                        run_as_user=BUILDKIT_UID,
+                        run_as_group=BUILDKIT_UID,
+                        capabilities=Capabilities(drop=["NET_RAW"]),
+                    ),
+                    helper_container_security_context=ContainerSecurityContext(
+                        privileged=False,
+                        allow_privilege_escalation=False,
+                        capabilities=Capabilities(drop=["NET_RAW"]),
+                    ),
+                    service_container_security_context=ContainerSecurityContext(
+                        privileged=False,
+                        allow_privilege_escalation=False,
+                        capabilities=Capabilities(drop=["NET_RAW"]),
+                    ),
+                    volumes=Volumes(
+                        empty_dir=[
+                            EmptyDir(
+                                name="buildkit-state",
+                                mount_path=BUILDKIT_STATE_DIR,
+                                size_limit=runner.buildkit_state_size_limit,
+                            )
+                        ]
+                    ),
+                    pod_spec=patches,
+                ),
+            )
+        ]
+    )
+
+
+def _prune(value: Any) -> Any:
+    """Drop None and empty tables/arrays: TOML has no null, and empty sections are only noise."""
+    if isinstance(value, dict):
+        pruned = {k: _prune(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in pruned.items() if v not in ({}, [])}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def render_toml(model: RunnerConfigFile) -> str:
+    """TOML text of the model, without None values and empty sections."""
+    return tomli_w.dumps(_prune(model.model_dump()))
+
+
+def escape_for_tpl(text: str) -> str:
+    """Make text survive Helm `tpl` unchanged: every `{{` becomes a template action printing `{{`.
+
+    str.replace does not rescan its output, so the `{{` inside the replacement is not escaped again.
+    """
+    return text.replace("{{", '{{ "{{" }}')

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASE_CONFIG: dict[str, Any] = {
+    "environment": "dev",
+    "runner": {"scope": {"type": "project_type", "projectId": 42}, "tags": ["buildkit"]},
+    "registry": {"region": "eu-west-1", "applications": ["web", "api"]},
+    "gitlab": {"url": "https://gitlab.example.com", "variablesProject": "acme/apps"},
+}
+
+
+def make_config(**overrides: Any) -> dict[str, Any]:
+    """A valid raw config with nested overrides: make_config(runner={"concurrent": 2})."""
+    cfg = copy.deepcopy(BASE_CONFIG)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+@pytest.fixture
+def raw_config() -> dict[str, Any]:
+    return make_config()

@@ -1,0 +1,218 @@
+"""Run the real stack program under Pulumi's mocks and record everything it registers.
+
+Used by the tests, `verify.synth` and the benchmark, so all three exercise the same path. What the
+mocks cannot do (provider Check, engine-applied `additional_secret_outputs`) is documented in the
+README; the recording monitor reads `additionalSecretOutputs` from the real RegisterResource request
+so secretness that the engine would apply is still visible.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "gitlab-buildkit-runner"
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+ACCOUNT = "123456789012"
+MOCK_RUNNER_TOKEN = "glrt-mockRunnerToken0123456789"
+MOCK_SECRET_ACCESS_KEY = "mockSecretAccessKey/0123456789abcdefghij"
+REDACTED = "[secret]"
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    provider: str
+    protect: bool
+    dependencies: list[str]
+    additional_secret_outputs: list[str]
+    raw_inputs: dict[str, Any]  # with Pulumi's secret envelopes kept
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return unwrap_secrets(self.raw_inputs)
+
+    @property
+    def redacted_inputs(self) -> dict[str, Any]:
+        return unwrap_secrets(self.raw_inputs, redact=True)
+
+    def secret_paths(self) -> set[str]:
+        return set(_secret_paths(self.raw_inputs, ""))
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def unwrap_secrets(value: Any, redact: bool = False) -> Any:
+    if _is_secret(value):
+        return REDACTED if redact else unwrap_secrets(value.get("value"), redact)
+    if isinstance(value, dict):
+        return {k: unwrap_secrets(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v, redact) for v in value]
+    return value
+
+
+def _secret_paths(value: Any, path: str):
+    if _is_secret(value):
+        yield path
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _secret_paths(v, f"{path}.{k}" if path else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _secret_paths(v, f"{path}[{i}]")
+
+
+class StackMocks(Mocks):
+    """Computed outputs the real providers would return, shaped like theirs."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
+        state = dict(args.inputs)
+        typ, name = args.typ, args.inputs.get("name") or args.name
+        resource_id = f"{args.name}-id"
+        if typ == "aws:ecr/repository:Repository":
+            state["arn"] = f"arn:aws:ecr:{self.region}:{ACCOUNT}:repository/{name}"
+            state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com/{name}"
+            resource_id = name
+        elif typ in ("aws:iam/policy:Policy", "aws:iam/user:User", "aws:iam/role:Role"):
+            kind = typ.split(":")[-1].lower()
+            state["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind}/{name}"
+            state.setdefault("name", name)
+        elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            host = str(args.inputs["url"]).removeprefix("https://")
+            state["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"
+        elif typ == "aws:iam/accessKey:AccessKey":
+            resource_id = f"AKIAMOCK{abs(hash(args.name)) % 10**12:012d}"
+            state["secret"] = MOCK_SECRET_ACCESS_KEY
+        elif typ == "gitlab:index/userRunner:UserRunner":
+            resource_id = "4242"
+            state["token"] = MOCK_RUNNER_TOKEN
+        elif typ == "kubernetes:helm.sh/v3:Release":
+            state["status"] = {"status": "deployed", "namespace": args.inputs.get("namespace"), "version": args.inputs.get("version")}
+        return resource_id, state
+
+    def call(self, args: Any) -> tuple[dict, list | None]:
+        return {}, None
+
+
+class RecordingMonitor(MockMonitor):
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: dict[str, Registration] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        raw = json_format.MessageToDict(request.object) if request.object else {}
+        reg = Registration(
+            type=request.type,
+            name=request.name,
+            urn=response.urn,
+            parent=request.parent,
+            custom=bool(request.custom),
+            provider=request.provider,
+            protect=bool(request.protect),
+            dependencies=list(request.dependencies),
+            additional_secret_outputs=list(request.additionalSecretOutputs),
+            raw_inputs=raw,
+        )
+        if response.object:
+            reg.outputs = json_format.MessageToDict(response.object)
+        self.registrations[reg.urn] = reg
+        return response
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    resources: list[Registration]
+    outputs: dict[str, Any]
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == typ]
+
+    def one(self, typ: str, name: str | None = None) -> Registration:
+        found = [r for r in self.of_type(typ) if name is None or r.name == name]
+        if len(found) != 1:
+            raise AssertionError(f"expected one {typ} {name or ''}, found {[r.name for r in found]}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.resources if r.urn == urn)
+
+
+@cache
+def _program_main() -> Any:
+    namespace = runpy.run_path(str(ROOT / "__main__.py"), run_name="gitlab_buildkit_runner_program")
+    return namespace["main"]
+
+
+def load_stack_file(stack: str) -> dict[str, Any]:
+    """Project config of Pulumi.<stack>.yaml as {key: value}, namespace prefix removed."""
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    prefix = f"{PROJECT}:"
+    return {k.removeprefix(prefix): v for k, v in (data.get("config") or {}).items() if k.startswith(prefix)}
+
+
+def run_program(
+    config: Mapping[str, Any],
+    *,
+    stack: str = "dev",
+    secrets: Mapping[str, str] | None = None,
+    other_config: Mapping[str, str] | None = None,
+) -> ProgramRun:
+    """Run __main__.main() with this project config; returns every registration and the stack outputs."""
+    flat = {f"{PROJECT}:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in config.items()}
+    secret_keys = []
+    for key, value in (secrets or {}).items():
+        flat[f"{PROJECT}:{key}"] = value
+        secret_keys.append(f"{PROJECT}:{key}")
+    flat.update(other_config or {})
+    runtime_config.set_all_config(flat, secret_keys)
+    region = (config.get("registry") or {}).get("region", "eu-west-1")
+    monitor = RecordingMonitor(StackMocks(region))
+    runtime_settings.ROOT.set(None)  # a fresh root stack per run, so exports do not leak between runs
+    pulumi.runtime.set_mocks(StackMocks(region), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    main = _program_main()
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        main()
+        root = runtime_settings.get_root_resource()
+        exported = dict(getattr(root, "outputs", {}) or {})
+        keys = sorted(exported)
+        return pulumi.Output.all(*[exported[k] for k in keys]).apply(lambda values: outputs.update(zip(keys, values)))
+
+    program()
+    return ProgramRun(stack=stack, resources=list(monitor.registrations.values()), outputs=outputs)
+
+
+def run_stack(stack: str) -> ProgramRun:
+    return run_program(load_stack_file(stack), stack=stack)
