@@ -16,6 +16,8 @@ from .config import ConfigError, StackConfig
 PSA = "pod-security.kubernetes.io"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "gitlab-buildkit-runner"}
 METRICS_PORT = 9252
+# Read by the policy pack (policies/runner_checks.py) to tell an acknowledged 'unconfined' job namespace.
+JOB_SECURITY_MODE_ANNOTATION = "gitlab-buildkit-runner/job-security-mode"
 
 # Ref: ../shared/design/platform-facts.md §2. The job level follows the job security mode: rootless
 # BuildKit can never run under 'restricted'; explicit Unconfined profiles need 'privileged'.
@@ -36,6 +38,10 @@ def psa_labels(levels: dict[str, str], version: str) -> dict[str, str]:
 
 def manager_namespace_labels(cfg: StackConfig) -> dict[str, str]:
     return {**MANAGED_BY, **psa_labels(MANAGER_PSA_LEVELS, cfg.kubernetes.pod_security_version)}
+
+
+def job_namespace_annotations(cfg: StackConfig) -> dict[str, str]:
+    return {JOB_SECURITY_MODE_ANNOTATION: cfg.runner.job_security_mode}
 
 
 def job_namespace_labels(cfg: StackConfig) -> dict[str, str]:

@@ -8,7 +8,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config import StackConfig
-from .kube_documents import MANAGED_BY, job_limit_range_spec, job_namespace_labels, job_quota_spec, manager_namespace_labels
+from .kube_documents import (
+    MANAGED_BY,
+    job_limit_range_spec,
+    job_namespace_annotations,
+    job_namespace_labels,
+    job_quota_spec,
+    manager_namespace_labels,
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,11 @@ class RunnerNamespaces(pulumi.ComponentResource):
         )
         self.jobs = k8s.core.v1.Namespace(
             f"{name}-jobs",
-            metadata={"name": cfg.kubernetes.job_namespace, "labels": job_namespace_labels(cfg)},
+            metadata={
+                "name": cfg.kubernetes.job_namespace,
+                "labels": job_namespace_labels(cfg),
+                "annotations": job_namespace_annotations(cfg),
+            },
             opts=child,
         )
         self.manager_name = self.manager.metadata.apply(lambda m: m["name"])

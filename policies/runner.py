@@ -1,0 +1,116 @@
+"""The gitlab-runner Helm release: its config.toml and its manager pod."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
+
+from common import ADVISORY, plain, resource_policy, stack_policy
+from runner_checks import JOB_SECURITY_MODE_ANNOTATION, manager_context_problems, parse_runner_config, runner_config_problems
+
+RELEASE_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
+UNCONFINED_POLICY = "gitlab-runner-unconfined-profiles"
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+RUNNER_POLICIES = {
+    "gitlab-runner-privileged": ("No job container may run privileged (or as UID 0 at pod level).", "Set privileged = false everywhere in runners.config."),
+    "gitlab-runner-privilege-escalation": ("Helper and service containers must set allow_privilege_escalation = false; only rootless BuildKit's build container may keep it.", "Set allow_privilege_escalation = false in the helper/service container security contexts."),
+    "gitlab-runner-capabilities": ("Job containers must not add capabilities.", "Remove cap_add and capabilities.add."),
+    "gitlab-runner-overwrites": ("Jobs must not be able to overwrite namespace, service account, token, annotations, labels, node placement or helper image.", "Remove the *_overwrite_allowed settings."),
+    "gitlab-runner-host-volumes": ("Job pods must not mount host paths.", "Remove [[runners.kubernetes.volumes.host_path]]."),
+}
+
+
+def is_runner_release(resource_type: str, props: Mapping[str, Any]) -> bool:
+    return resource_type in RELEASE_TYPES and str(props.get("chart", "")).split("/")[-1] == "gitlab-runner"
+
+
+def runner_config(props: Mapping[str, Any]) -> dict[str, Any]:
+    values = props.get("values") or {}
+    text = (values.get("runners") or {}).get("config")
+    if text is None:
+        return {}
+    return parse_runner_config(str(text))
+
+
+def _config_policy(name: str, description: str, remediation: str):
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if not is_runner_release(args.resource_type, args.props):
+            return
+        try:
+            config = runner_config(args.props)
+        except ValueError as exc:  # TOML error: nothing can be checked, so it cannot pass
+            report_violation(f"runners.config is not valid TOML: {exc}", None)
+            return
+        for message in runner_config_problems(config).get(name, []):
+            report_violation(message, None)
+
+    return resource_policy(name, description, remediation, validate)
+
+
+def _manager_context(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if not is_runner_release(args.resource_type, args.props):
+        return
+    for message in manager_context_problems(plain(args.props.get("values") or {})):
+        report_violation(f"runner manager: {message}", None)
+
+
+def _buildkit_needs(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if not is_runner_release(args.resource_type, args.props):
+        return
+    for message in runner_config_problems(runner_config(args.props)).get("gitlab-runner-buildkit-needs", []):
+        report_violation(message, None)
+
+
+def _releases(args: StackValidationArgs) -> Iterator[Any]:
+    return (r for r in args.resources if is_runner_release(r.resource_type, r.props))
+
+
+def acknowledged_unconfined_namespaces(args: StackValidationArgs) -> set[str]:
+    names = set()
+    for r in args.resources:
+        if r.resource_type != "kubernetes:core/v1:Namespace":
+            continue
+        meta = r.props.get("metadata") or {}
+        if (meta.get("annotations") or {}).get(JOB_SECURITY_MODE_ANNOTATION) == "unconfined" and (meta.get("labels") or {}).get(PSA_ENFORCE) == "privileged":
+            names.add(meta.get("name"))
+    return names
+
+
+def _unconfined_profiles(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    allowed = acknowledged_unconfined_namespaces(args)
+    for release in _releases(args):
+        for message in runner_config_problems(runner_config(release.props), allowed).get(UNCONFINED_POLICY, []):
+            report_violation(message, release.urn)
+
+
+def policies() -> list:
+    result = [_config_policy(name, description, remediation) for name, (description, remediation) in RUNNER_POLICIES.items()]
+    result.append(
+        resource_policy(
+            "gitlab-runner-manager-restricted",
+            "The runner manager pod must satisfy PSS restricted and the chart must not create its wildcard Role.",
+            "Set securityContext/podSecurityContext as in components/helm_values.py and rbac.create: false.",
+            _manager_context,
+        )
+    )
+    result.append(
+        resource_policy(
+            "gitlab-runner-buildkit-needs",
+            "Rootless BuildKit needs escalation and SETUID/SETGID on its build container; settings that break it are reported.",
+            "Keep allow_privilege_escalation unset/true and do not drop ALL on the build container.",
+            _buildkit_needs,
+            ADVISORY,
+        )
+    )
+    result.append(
+        stack_policy(
+            UNCONFINED_POLICY,
+            "Unconfined seccomp/AppArmor on job containers only for the BuildKit build container in a job namespace acknowledged for the 'unconfined' mode.",
+            "Use jobSecurityMode 'baseline', or set jobSecurityMode 'unconfined' with acknowledgeUnconfined: true.",
+            _unconfined_profiles,
+        )
+    )
+    return result
