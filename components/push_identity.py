@@ -37,7 +37,7 @@ class PushIdentity(pulumi.ComponentResource):
         # One apply over all ARNs: the document is built once, whatever the number of repositories.
         document = pulumi.Output.all(*args.repository_arns).apply(lambda arns: to_json(push_policy(arns)))
         self.policy = aws.iam.Policy(
-            f"{name}-push",
+            f"{name}-policy",
             description=f"Push/pull to the {cfg.environment} BuildKit ECR repositories (gitlab-buildkit-runner)",
             policy=document,
             opts=child,
@@ -45,7 +45,7 @@ class PushIdentity(pulumi.ComponentResource):
         creds = cfg.credentials
         if creds.mode == "access-key":
             self.user = aws.iam.User(f"{name}-ci", name=f"gitlab-buildkit-push-{cfg.environment}", opts=child)
-            aws.iam.UserPolicyAttachment(f"{name}-push", user=self.user.name, policy_arn=self.policy.arn, opts=child)
+            aws.iam.UserPolicyAttachment(f"{name}-policy", user=self.user.name, policy_arn=self.policy.arn, opts=child)
             # Two slots allow rotation without downtime: create the new one, switch activeAccessKey, drop the old.
             for slot in creds.access_key_slots:
                 self.access_keys[slot] = aws.iam.AccessKey(f"{name}-{slot}", user=self.user.name, opts=child)
@@ -72,7 +72,7 @@ class PushIdentity(pulumi.ComponentResource):
                 max_session_duration=3600,
                 opts=child,
             )
-            aws.iam.RolePolicyAttachment(f"{name}-push", role=self.role.name, policy_arn=self.policy.arn, opts=child)
+            aws.iam.RolePolicyAttachment(f"{name}-policy", role=self.role.name, policy_arn=self.policy.arn, opts=child)
             self.role_arn = self.role.arn
             outputs = {"roleArn": self.role_arn}
         self.register_outputs({"policyArn": self.policy.arn, **outputs})

@@ -38,7 +38,7 @@ class ImageRegistry(pulumi.ComponentResource):
         super().__init__("gitlab-buildkit-runner:registry:ImageRegistry", name, None, opts)
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self)
-        encryption = [{"encryption_type": cfg.encryption, "kms_key": cfg.kms_key_arn}]
+        encryption = [{"encryption_type": cfg.encryption, **({"kms_key": cfg.kms_key_arn} if cfg.kms_key_arn else {})}]
         # Every application shares one lifecycle document: build and check it once, not per repository.
         app_policy = _checked(application_lifecycle(cfg.lifecycle))
         pull_policy = to_json(pull_repository_policy(cfg.pull_principals)) if cfg.pull_principals else None

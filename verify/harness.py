@@ -186,6 +186,7 @@ def run_program(
     stack: str = "dev",
     secrets: Mapping[str, str] | None = None,
     other_config: Mapping[str, str] | None = None,
+    monitor: RecordingMonitor | None = None,
 ) -> ProgramRun:
     """Run __main__.main() with this project config; returns every registration and the stack outputs."""
     flat = {f"{PROJECT}:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in config.items()}
@@ -196,7 +197,7 @@ def run_program(
     flat.update(other_config or {})
     runtime_config.set_all_config(flat, secret_keys)
     region = (config.get("registry") or {}).get("region", "eu-west-1")
-    monitor = RecordingMonitor(StackMocks(region))
+    monitor = monitor or RecordingMonitor(StackMocks(region))
     runtime_settings.ROOT.set(None)  # a fresh root stack per run, so exports do not leak between runs
     pulumi.runtime.set_mocks(StackMocks(region), project=PROJECT, stack=stack, preview=False, monitor=monitor)
     main = _program_main()

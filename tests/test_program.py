@@ -1,0 +1,277 @@
+"""The real program (__main__.main) under Pulumi mocks: types, names, parents, providers, secrets, protection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import make_config
+
+from components.config import ConfigError
+from verify.harness import (
+    MOCK_RUNNER_TOKEN,
+    MOCK_SECRET_ACCESS_KEY,
+    ProgramRun,
+    RecordingMonitor,
+    StackMocks,
+    run_program,
+)
+
+STACK = "urn:pulumi:dev::gitlab-buildkit-runner::pulumi:pulumi:Stack::gitlab-buildkit-runner-dev"
+
+
+@pytest.fixture(scope="module")
+def run() -> ProgramRun:
+    return run_program(make_config(), stack="dev")
+
+
+def names(run: ProgramRun, typ: str) -> list[str]:
+    return sorted(r.name for r in run.of_type(typ))
+
+
+def parent_type(run: ProgramRun, reg) -> str:
+    return run.by_urn(reg.parent).type if reg.parent != STACK else "stack"
+
+
+def test_components_and_their_children(run: ProgramRun) -> None:
+    expected_children = {
+        "gitlab-buildkit-runner:kubernetes:RunnerNamespaces": {
+            ("kubernetes:core/v1:Namespace", "runner-manager"),
+            ("kubernetes:core/v1:Namespace", "runner-jobs"),
+            ("kubernetes:core/v1:LimitRange", "runner-job-limits"),
+        },
+        "gitlab-buildkit-runner:kubernetes:RunnerRbac": {
+            ("kubernetes:core/v1:ServiceAccount", "runner-manager"),
+            ("kubernetes:core/v1:ServiceAccount", "runner-job"),
+            ("kubernetes:rbac.authorization.k8s.io/v1:Role", "runner-executor"),
+            ("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "runner-executor"),
+        },
+        "gitlab-buildkit-runner:kubernetes:NetworkIsolation": {
+            ("kubernetes:networking.k8s.io/v1:NetworkPolicy", n)
+            for n in ("runner-deny-ingress", "runner-restrict-egress", "runner-manager-ingress", "runner-manager-egress")
+        },
+        "gitlab-buildkit-runner:runner:GitlabRunner": {
+            ("gitlab:index/userRunner:UserRunner", "buildkit-runner"),
+            ("kubernetes:core/v1:Secret", "buildkit-token"),
+            ("kubernetes:helm.sh/v3:Release", "buildkit-release"),
+        },
+    }
+    for component_type, children in expected_children.items():
+        (component,) = run.of_type(component_type)
+        assert component.parent == STACK
+        actual = {(r.type, r.name) for r in run.resources if r.parent == component.urn}
+        assert actual == children, component_type
+
+
+def test_every_custom_resource_uses_an_explicit_provider(run: ProgramRun) -> None:
+    for reg in run.resources:
+        if not reg.custom or reg.type.startswith("pulumi:providers:"):
+            continue
+        package = reg.type.split(":")[0]
+        assert f"$pulumi:providers:{package}::{package}::" in reg.provider, (reg.type, reg.provider)
+
+
+def test_namespaces_and_rbac_inputs(run: ProgramRun) -> None:
+    jobs = run.one("kubernetes:core/v1:Namespace", "runner-jobs").inputs["metadata"]
+    assert jobs["name"] == "gitlab-runner-jobs"
+    assert jobs["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    binding = run.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
+    assert binding["metadata"]["namespace"] == "gitlab-runner-jobs"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gitlab-runner-manager", "namespace": "gitlab-runner"}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gitlab-runner-executor"}
+    job_sa = run.one("kubernetes:core/v1:ServiceAccount", "runner-job").inputs
+    assert job_sa["automountServiceAccountToken"] is False
+
+
+def test_user_runner_inputs(run: ProgramRun) -> None:
+    runner = run.one("gitlab:index/userRunner:UserRunner").inputs
+    assert runner == {
+        "runnerType": "project_type",
+        "projectId": 42,
+        "description": "rootless BuildKit runner (dev)",
+        "tagLists": ["buildkit"],
+        "untagged": False,
+        "accessLevel": "not_protected",
+        "locked": True,
+        "maximumTimeout": 3600,
+    }
+
+
+def test_runner_token_reaches_the_secret_as_a_secret_and_nowhere_else(run: ProgramRun) -> None:
+    secret = run.one("kubernetes:core/v1:Secret")
+    assert secret.inputs["stringData"] == {"runner-token": MOCK_RUNNER_TOKEN, "runner-registration-token": ""}
+    assert "stringData" in secret.secret_paths()
+    assert "token" in run.one("gitlab:index/userRunner:UserRunner").additional_secret_outputs
+    for reg in run.resources:
+        if reg is secret:
+            continue
+        assert MOCK_RUNNER_TOKEN not in json.dumps(reg.raw_inputs), reg.type
+    assert MOCK_RUNNER_TOKEN not in json.dumps(run.outputs, default=str)
+
+
+def test_release_inputs(run: ProgramRun) -> None:
+    release = run.one("kubernetes:helm.sh/v3:Release")
+    inputs = release.inputs
+    assert (inputs["chart"], inputs["version"], inputs["name"], inputs["namespace"]) == ("gitlab-runner", "0.86.0", "gitlab-runner", "gitlab-runner")
+    assert inputs["repositoryOpts"] == {"repo": "https://charts.gitlab.io"}
+    assert inputs["values"]["runners"]["secret"] == "gitlab-runner-token"
+    assert inputs["values"]["serviceAccount"] == {"create": False, "name": "gitlab-runner-manager"}
+    assert inputs["values"]["podAnnotations"] == {"gitlab-buildkit-runner/runner-id": "4242"}
+    assert release.secret_paths() == set()
+    secret_urn = run.one("kubernetes:core/v1:Secret").urn
+    assert secret_urn in release.dependencies
+
+
+def test_ecr_repositories_and_lifecycles(run: ProgramRun) -> None:
+    repos = {r.inputs["name"]: r for r in run.of_type("aws:ecr/repository:Repository")}
+    assert sorted(repos) == ["api", "buildkit-cache", "web"]
+    for name, repo in repos.items():
+        assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
+        assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
+        assert repo.inputs["forceDelete"] is False
+        assert repo.inputs["imageTagMutability"] == ("MUTABLE" if name == "buildkit-cache" else "IMMUTABLE")
+        assert repo.protect is False  # dev
+    lifecycles = {r.inputs["repository"]: json.loads(r.inputs["policy"]) for r in run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")}
+    assert sorted(lifecycles) == ["api", "buildkit-cache", "web"]
+    assert lifecycles["web"]["rules"][0]["selection"]["tagStatus"] == "untagged"
+    assert lifecycles["buildkit-cache"]["rules"][1]["selection"]["tagPatternList"] == ["cache-*"]
+    assert run.of_type("aws:ecr/repositoryPolicy:RepositoryPolicy") == []
+
+
+def test_push_policy_covers_exactly_the_stack_repositories(run: ProgramRun) -> None:
+    policy = json.loads(run.one("aws:iam/policy:Policy").inputs["policy"])
+    assert policy["Statement"][1]["Resource"] == sorted(
+        f"arn:aws:ecr:eu-west-1:123456789012:repository/{n}" for n in ("api", "buildkit-cache", "web")
+    )
+    attachment = run.one("aws:iam/userPolicyAttachment:UserPolicyAttachment").inputs
+    assert attachment["policyArn"] == "arn:aws:iam::123456789012:policy/push-policy"
+    assert attachment["user"] == "gitlab-buildkit-push-dev"
+
+
+def ci_variables(run: ProgramRun) -> dict[str, object]:
+    return {r.inputs["key"]: r for r in run.of_type("gitlab:index/projectVariable:ProjectVariable")}
+
+
+def test_ci_variables_access_key_mode(run: ProgramRun) -> None:
+    variables = ci_variables(run)
+    assert sorted(variables) == [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_SECRET_ACCESS_KEY",
+        "BUILDKIT_CACHE_REPOSITORY",
+        "ECR_REGISTRY",
+        "ECR_REPOSITORY_API",
+        "ECR_REPOSITORY_WEB",
+    ]
+    for key, reg in variables.items():
+        inputs = reg.inputs
+        assert inputs["project"] == "acme/apps" and inputs["environmentScope"] == "dev" and inputs["raw"] is True
+        assert inputs["protected"] is True  # protectVariables defaults to true
+    registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert variables["ECR_REGISTRY"].inputs["value"] == registry
+    assert variables["ECR_REPOSITORY_WEB"].inputs["value"] == f"{registry}/web"
+    assert variables["BUILDKIT_CACHE_REPOSITORY"].inputs["value"] == f"{registry}/buildkit-cache"
+    secret = variables["AWS_SECRET_ACCESS_KEY"]
+    assert secret.inputs["value"] == MOCK_SECRET_ACCESS_KEY
+    assert secret.secret_paths() == {"value"}
+    assert (secret.inputs["masked"], secret.inputs["hidden"]) == (True, True)
+    assert variables["AWS_ACCESS_KEY_ID"].inputs["masked"] is True
+    assert variables["AWS_ACCESS_KEY_ID"].secret_paths() == set()
+    assert variables["ECR_REGISTRY"].inputs["masked"] is False
+    # The engine marks AccessKey.secret secret from this request field; the mock SDK does not.
+    assert "secret" in run.one("aws:iam/accessKey:AccessKey").additional_secret_outputs
+    assert MOCK_SECRET_ACCESS_KEY not in json.dumps(run.outputs, default=str)
+
+
+def test_unprotected_variables_keep_credentials_protected() -> None:
+    raw = make_config()
+    raw["gitlab"] = {"url": "https://gitlab.example.com", "variablesGroup": "acme", "protectVariables": False}
+    run = run_program(raw)
+    variables = {r.inputs["key"]: r.inputs for r in run.of_type("gitlab:index/groupVariable:GroupVariable")}
+    assert run.of_type("gitlab:index/projectVariable:ProjectVariable") == []
+    assert variables["ECR_REGISTRY"]["protected"] is False and variables["ECR_REGISTRY"]["group"] == "acme"
+    assert variables["AWS_SECRET_ACCESS_KEY"]["protected"] is True
+    assert variables["AWS_ACCESS_KEY_ID"]["protected"] is True
+
+
+def test_oidc_mode() -> None:
+    run = run_program(
+        make_config(credentials={"mode": "oidc", "oidcSubjects": [{"projectPath": "acme/web", "ref": "main"}]})
+    )
+    assert run.of_type("aws:iam/user:User") == [] and run.of_type("aws:iam/accessKey:AccessKey") == []
+    provider = run.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
+    assert provider["url"] == "https://gitlab.example.com" and provider["clientIdLists"] == ["https://gitlab.example.com"]
+    trust = json.loads(run.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"Federated": "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"}
+    assert statement["Condition"]["StringEquals"]["gitlab.example.com:sub"] == ["project_path:acme/web:ref_type:branch:ref:main"]
+    variables = ci_variables(run)
+    assert "AWS_ACCESS_KEY_ID" not in variables and "AWS_SECRET_ACCESS_KEY" not in variables
+    assert variables["AWS_ROLE_ARN"].inputs["value"] == "arn:aws:iam::123456789012:role/gitlab-buildkit-push-dev"
+    assert run.outputs["pushRoleArn"] == "arn:aws:iam::123456789012:role/gitlab-buildkit-push-dev"
+
+
+def test_existing_oidc_provider_is_reused() -> None:
+    arn = "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"
+    run = run_program(make_config(credentials={"mode": "oidc", "oidcProviderArn": arn, "oidcSubjects": [{"projectPath": "a/b", "ref": "main"}]}))
+    assert run.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == []
+    assert arn in run.one("aws:iam/role:Role").inputs["assumeRolePolicy"]
+
+
+def test_key_rotation_slots() -> None:
+    run = run_program(make_config(credentials={"accessKeySlots": ["blue", "green"], "activeAccessKey": "green"}))
+    keys = run.of_type("aws:iam/accessKey:AccessKey")
+    assert sorted(k.name for k in keys) == ["push-blue", "push-green"]
+    green_id = next(k for k in keys if k.name == "push-green")
+    assert ci_variables(run)["AWS_ACCESS_KEY_ID"].inputs["value"] == green_id.outputs.get("id", run.outputs["pushAccessKeyId"])
+    assert run.outputs["pushAccessKeyId"].startswith("AKIAMOCK")
+
+
+def test_prod_protects_stateful_aws_resources_only() -> None:
+    raw = make_config(environment="prod", registry={"region": "eu-west-1", "applications": ["web"], "protect": True})
+    run = run_program(raw, stack="prod")
+    for reg in run.resources:
+        if reg.type.startswith("aws:") and not reg.type.startswith("pulumi:providers"):
+            assert reg.protect, reg.type
+        if reg.type.startswith(("kubernetes:", "gitlab:")):
+            assert not reg.protect, reg.type
+
+
+def test_network_isolation_can_be_turned_off() -> None:
+    run = run_program(make_config(network={"enabled": False}))
+    assert run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy") == []
+
+
+def test_outputs(run: ProgramRun) -> None:
+    assert run.outputs["managerNamespace"] == "gitlab-runner"
+    assert run.outputs["jobNamespace"] == "gitlab-runner-jobs"
+    assert run.outputs["runnerId"] == "4242"
+    assert run.outputs["releaseStatus"] == "deployed"
+    assert run.outputs["repositories"] == {
+        "web": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web",
+        "api": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api",
+    }
+
+
+def test_invalid_config_registers_nothing() -> None:
+    monitor = RecordingMonitor(StackMocks("eu-west-1"))
+    with pytest.raises(ConfigError, match="runner.concurrent = 0"):
+        run_program(make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "concurrent": 0}), monitor=monitor)
+    assert monitor.registrations == {}
+
+
+def test_plain_gitlab_token_is_refused_before_anything_is_registered() -> None:
+    monitor = RecordingMonitor(StackMocks("eu-west-1"))
+    with pytest.raises(ConfigError, match="gitlabToken: must be set with `pulumi config set --secret"):
+        run_program({**make_config(), "gitlabToken": "glpat-plain"}, monitor=monitor)
+    assert monitor.registrations == {}
+
+
+def test_secret_gitlab_token_reaches_only_the_provider() -> None:
+    run = run_program(make_config(), secrets={"gitlabToken": "glpat-secret-token"})
+    provider = run.one("pulumi:providers:gitlab")
+    assert provider.inputs["token"] == "glpat-secret-token"
+    assert "token" in provider.secret_paths()
+    assert provider.inputs["baseUrl"] == "https://gitlab.example.com/api/v4"
+    others = [r for r in run.resources if r is not provider]
+    assert not [r.type for r in others if "glpat-secret-token" in json.dumps(r.raw_inputs)]

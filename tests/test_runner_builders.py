@@ -1,0 +1,127 @@
+"""Pure builders for the runner: config.toml (parsed back with tomllib, key by key) and Helm values."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+from conftest import make_config
+
+from components.config import parse_config
+from components.helm_values import GRACEFUL_STOP_COMMAND, SHUTDOWN_MARGIN_SECONDS, build_helm_values
+from components.runner_config import (
+    APPARMOR_ANNOTATION,
+    BUILDKIT_STATE_DIR,
+    build_runner_config,
+    escape_for_tpl,
+    render_toml,
+)
+
+SCOPE = {"type": "project_type", "projectId": 1}
+
+
+def runner_toml(**runner: object) -> dict:
+    cfg = parse_config(make_config(runner={"scope": SCOPE, **runner}))
+    return tomllib.loads(render_toml(build_runner_config(cfg, job_service_account="buildkit-job")))
+
+
+def test_baseline_runner_config_key_by_key() -> None:
+    doc = runner_toml()
+    (runner,) = doc["runners"]
+    assert runner["executor"] == "kubernetes"
+    assert runner["environment"] == ["BUILDKITD_FLAGS=--oci-worker-no-process-sandbox"]
+    assert "feature_flags" not in runner
+    kube = runner["kubernetes"]
+    assert kube["namespace"] == "gitlab-runner-jobs"
+    assert kube["image"] == "moby/buildkit:v0.25.1-rootless"
+    assert kube["privileged"] is False
+    assert kube["service_account"] == "buildkit-job"
+    assert kube["automount_service_account_token"] is False
+    assert kube["poll_timeout"] == 600
+    assert (kube["cpu_request"], kube["cpu_limit"], kube["memory_request"], kube["memory_limit"]) == ("1", "4", "2Gi", "8Gi")
+    assert (kube["ephemeral_storage_request"], kube["ephemeral_storage_limit"]) == ("10Gi", "40Gi")
+    assert (kube["helper_cpu_request"], kube["helper_memory_limit"]) == ("100m", "256Mi")
+    assert kube["build_container_security_context"] == {
+        "privileged": False,
+        "allow_privilege_escalation": True,
+        "run_as_non_root": True,
+        "run_as_user": 1000,
+        "run_as_group": 1000,
+        "capabilities": {"drop": ["NET_RAW"]},
+    }
+    for key in ("helper_container_security_context", "service_container_security_context"):
+        assert kube[key] == {"privileged": False, "allow_privilege_escalation": False, "capabilities": {"drop": ["NET_RAW"]}}
+    assert kube["pod_security_context"] == {"fs_group": 1000}
+    assert kube["volumes"] == {"empty_dir": [{"name": "buildkit-state", "mount_path": BUILDKIT_STATE_DIR, "size_limit": "30Gi"}]}
+    # No seccomp/AppArmor settings in baseline mode, and no overwrite of anything.
+    assert "pod_annotations" not in kube and "pod_spec" not in kube
+    assert not [k for k in kube if k.endswith("_overwrite_allowed")]
+    assert "helper_image" not in kube
+
+
+def test_unconfined_mode_adds_apparmor_annotation_and_seccomp_patch() -> None:
+    doc = runner_toml(jobSecurityMode="unconfined", acknowledgeUnconfined=True)
+    (runner,) = doc["runners"]
+    kube = runner["kubernetes"]
+    assert runner["feature_flags"] == {"FF_USE_ADVANCED_POD_SPEC_CONFIGURATION": True}
+    assert kube["pod_annotations"] == {APPARMOR_ANNOTATION: "unconfined"}
+    (patch,) = kube["pod_spec"]
+    assert patch["patch_type"] == "strategic"
+    assert json.loads(patch["patch"]) == {"containers": [{"name": "build", "securityContext": {"seccompProfile": {"type": "Unconfined"}}}]}
+
+
+def test_resource_overwrite_maxima_only_when_configured() -> None:
+    kube = runner_toml(cpuLimitOverwriteMax="8", memoryLimitOverwriteMax="16Gi")["runners"][0]["kubernetes"]
+    assert kube["cpu_limit_overwrite_max_allowed"] == "8"
+    assert kube["memory_limit_overwrite_max_allowed"] == "16Gi"
+
+
+def test_escape_for_tpl_survives_go_templates() -> None:
+    assert escape_for_tpl('a = "{{x}}"') == 'a = "{{ "{{" }}x}}"'
+    assert escape_for_tpl("no braces") == "no braces"
+    assert escape_for_tpl("}}") == "}}"
+
+
+def helm_values(**runner: object) -> dict:
+    cfg = parse_config(make_config(runner={"scope": SCOPE, **runner}))
+    return build_helm_values(cfg, secret_name="tok", service_account="mgr", runner_config_toml="TOML", pod_annotations={"a": "1"})
+
+
+def test_helm_values_disable_chart_rbac_and_use_our_identity() -> None:
+    values = helm_values()
+    assert values["rbac"] == {"create": False}
+    assert values["serviceAccount"] == {"create": False, "name": "mgr"}
+    assert values["runners"] == {"secret": "tok", "config": "TOML", "jobNamespace": "gitlab-runner-jobs"}
+    assert values["gitlabUrl"] == "https://gitlab.example.com"
+    assert "runnerToken" not in values and "runnerRegistrationToken" not in values
+    assert values["podAnnotations"] == {"a": "1"}
+
+
+def test_helm_values_manager_is_restricted() -> None:
+    values = helm_values()
+    assert values["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": False,
+        "runAsNonRoot": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert values["podSecurityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert values["podSecurityContext"]["runAsNonRoot"] is True
+    assert values["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+
+
+def test_helm_values_operations_from_config() -> None:
+    values = helm_values(concurrent=7, checkIntervalSeconds=9, maximumTimeoutSeconds=5400, metricsEnabled=False, podMonitor=True)
+    assert values["concurrent"] == 7 and values["checkInterval"] == 9
+    assert values["terminationGracePeriodSeconds"] == 5400 + SHUTDOWN_MARGIN_SECONDS
+    assert values["deploymentLifecycle"] == {"preStop": {"exec": {"command": list(GRACEFUL_STOP_COMMAND)}}}
+    assert values["unregisterRunners"] is False
+    # a PodMonitor without metrics would scrape nothing: off when metrics are off
+    assert values["metrics"] == {"enabled": False, "port": 9252, "podMonitor": {"enabled": False}}
+
+
+def test_helm_values_pin_manager_image_when_configured() -> None:
+    assert "image" not in helm_values()
+    assert helm_values(managerImageTag="alpine-v18.9.0")["image"]["tag"] == "alpine-v18.9.0"
