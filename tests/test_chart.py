@@ -1,0 +1,127 @@
+"""The real gitlab-runner chart (0.86.0) rendered offline with the values the stack produces."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import make_config
+
+from verify.chart import ChartUnavailable, RenderedChart, chart_path, render_chart
+from verify.harness import ProgramRun, run_program, run_stack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "policies"))
+import psa  # noqa: E402  (pure module of the policy pack; the pack itself is never imported)
+
+try:
+    chart_path()
+except ChartUnavailable as exc:  # a user's clone without ../shared and without network
+    pytest.skip(f"gitlab-runner chart not available: {exc}", allow_module_level=True)
+
+
+def rendered(run: ProgramRun) -> RenderedChart:
+    release = run.one("kubernetes:helm.sh/v3:Release").inputs
+    return render_chart(release["values"], release=release["name"], namespace=release["namespace"])
+
+
+@pytest.fixture(scope="module", params=["dev", "staging", "prod"])
+def stack_run(request: pytest.FixtureRequest) -> ProgramRun:
+    return run_stack(request.param)
+
+
+def test_deployment_uses_our_service_account_and_secret(stack_run: ProgramRun) -> None:
+    chart = rendered(stack_run)
+    (deployment,) = chart.of_kind("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "gitlab-runner-manager"
+    projected = next(v for v in pod["volumes"] if v["name"] == "projected-secrets")
+    (source,) = projected["projected"]["sources"]
+    assert source["secret"]["name"] == "gitlab-runner-token"
+    assert {i["key"] for i in source["secret"]["items"]} == {"runner-token", "runner-registration-token"}
+    # Our Secret carries both keys the Deployment mounts.
+    secret = stack_run.one("kubernetes:core/v1:Secret").inputs
+    assert set(secret["stringData"]) == {"runner-token", "runner-registration-token"}
+
+
+def test_manager_pod_passes_pod_security_restricted(stack_run: ProgramRun) -> None:
+    (deployment,) = rendered(stack_run).of_kind("Deployment")
+    template = deployment["spec"]["template"]
+    assert psa.violations(template["spec"], template["metadata"], "restricted") == {}
+
+
+def test_psa_checker_is_not_a_rubber_stamp(stack_run: ProgramRun) -> None:
+    """The same check on the chart's own default security context (no seccomp) fails."""
+    values = copy.deepcopy(stack_run.one("kubernetes:helm.sh/v3:Release").inputs["values"])
+    del values["securityContext"]["seccompProfile"]
+    del values["podSecurityContext"]["seccompProfile"]
+    chart = render_chart(values, release="gitlab-runner", namespace="gitlab-runner")
+    (deployment,) = chart.of_kind("Deployment")
+    found = psa.violations(deployment["spec"]["template"]["spec"], deployment["spec"]["template"]["metadata"])
+    assert list(found) == ["kubernetes-pod-seccomp-restricted"]
+
+
+def test_chart_renders_no_rbac_and_no_service_account(stack_run: ProgramRun) -> None:
+    kinds = sorted(o["kind"] for o in rendered(stack_run).objects)
+    assert kinds == ["ConfigMap", "Deployment"]
+
+
+def test_chart_with_its_own_rbac_would_grant_wildcards() -> None:
+    """Why rbac.create stays false: the chart's Role with empty rules is '*' on all core resources."""
+    run = run_stack("dev")
+    values = copy.deepcopy(run.one("kubernetes:helm.sh/v3:Release").inputs["values"])
+    values["rbac"] = {"create": True}
+    (role,) = render_chart(values, release="gitlab-runner", namespace="gitlab-runner").of_kind("Role")
+    assert any("*" in rule.get("verbs", []) for rule in role["rules"])
+
+
+def test_rendered_config_equals_the_typed_model(stack_run: ProgramRun) -> None:
+    from components.config import parse_config
+    from components.runner_config import build_runner_config, render_toml
+    from verify.harness import load_stack_file
+
+    cfg = parse_config(load_stack_file(stack_run.stack))
+    expected = tomllib.loads(render_toml(build_runner_config(cfg, job_service_account="buildkit-job")))
+    chart = rendered(stack_run)
+    assert tomllib.loads(chart.config_template_toml()) == expected
+    head = tomllib.loads(chart.global_config_toml())
+    assert head["concurrent"] == cfg.runner.concurrent
+    assert head["check_interval"] == cfg.runner.check_interval_seconds
+    assert head["listen_address"] == ":9252"  # metrics on by default
+
+
+def test_template_braces_survive_the_charts_tpl() -> None:
+    run = run_program(make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "description": "x", "nodeSelector": {"team": "{{ .Release.Name }}"}}))
+    chart = rendered(run)
+    kube = tomllib.loads(chart.config_template_toml())["runners"][0]["kubernetes"]
+    assert kube["node_selector"] == {"team": "{{ .Release.Name }}"}
+
+
+def test_unconfined_mode_reaches_the_rendered_config() -> None:
+    run = run_program(make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined", "acknowledgeUnconfined": True}))
+    kube = tomllib.loads(rendered(run).config_template_toml())["runners"][0]["kubernetes"]
+    assert kube["pod_annotations"] == {"container.apparmor.security.beta.kubernetes.io/build": "unconfined"}
+    assert "Unconfined" in kube["pod_spec"][0]["patch"]
+
+
+def test_graceful_shutdown_replaces_the_unregister_hook(stack_run: ProgramRun) -> None:
+    (deployment,) = rendered(stack_run).of_kind("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["lifecycle"]["preStop"]["exec"]["command"][:2] == ["/bin/bash", "-c"]
+    assert "kill -QUIT 1" in container["lifecycle"]["preStop"]["exec"]["command"][2]
+    assert "unregister" not in str(container["lifecycle"])
+    values = stack_run.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert pod["terminationGracePeriodSeconds"] == values["terminationGracePeriodSeconds"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["gitlab-buildkit-runner/runner-id"] == "4242"
+    assert annotations["prometheus.io/scrape"] == "true"
+
+
+def test_rendered_objects_pass_strict_schema_validation(stack_run: ProgramRun) -> None:
+    import kubernetes_validate
+
+    for obj in rendered(stack_run).objects:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)

@@ -1,0 +1,254 @@
+"""Offline synth: the whole desired state of a stack, written to build/<stack>/ and checked.
+
+    python -m verify.synth --stack dev          # or: make synth STACK=dev
+    python -m verify.synth --stack all
+    python -m verify.synth --config-file my.yaml --stack dev
+
+Runs the real program under Pulumi's mocks with the stack's config, renders the pinned chart with the
+generated values, and checks everything with real validators: kubernetes-validate --strict, the
+policy pack over its gRPC protocol, policy_sentry + parliament, the lifecycle validator, and the
+rendered config.toml against the typed model. Exit status 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.aws_documents import validate_lifecycle
+from components.config import ConfigError, parse_config
+from components.runner_config import build_runner_config, render_toml
+
+from .chart import render_chart
+from .harness import PROJECT, ROOT, ProgramRun, Registration, load_stack_file, run_program
+from .iam_checks import parliament_problems, sentry_problems
+from .policy_client import PolicyPack, ResourceInput
+
+DEFAULT_K8S_VERSION = "1.33.0"
+CORE_GROUPS = {"v1": "core/v1"}
+Mutation = Callable[[ProgramRun], None]
+
+
+@dataclass
+class Report:
+    stack: str
+    out: Path
+    failures: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, check: str, message: str) -> None:
+        self.failures.append(f"[{check}] {message}")
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    print(f"  .. {name}", flush=True)
+    yield
+    print(f"     done in {time.perf_counter() - started:.2f}s", flush=True)
+
+
+def type_token(obj: dict[str, Any]) -> str:
+    """Pulumi type token of a manifest: apps/v1 Deployment -> kubernetes:apps/v1:Deployment."""
+    api = str(obj.get("apiVersion"))
+    return f"kubernetes:{CORE_GROUPS.get(api, api)}:{obj.get('kind')}"
+
+
+def manifest_of(reg: Registration) -> dict[str, Any]:
+    return {k: v for k, v in reg.inputs.items() if v is not None}
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _yaml_name(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{obj.get('kind', 'Object').lower()}-{meta.get('namespace', 'cluster')}-{meta.get('name', 'unnamed')}.yaml"
+
+
+def synth_stack(
+    stack: str,
+    *,
+    config: dict[str, Any] | None = None,
+    pack: PolicyPack,
+    build_dir: Path = ROOT / "build",
+    k8s_version: str = DEFAULT_K8S_VERSION,
+    mutate: Mutation | None = None,
+) -> Report:
+    out = build_dir / stack
+    report = Report(stack, out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    raw = config if config is not None else load_stack_file(stack)
+
+    with step("run the program under Pulumi mocks"):
+        try:
+            cfg = parse_config(raw)
+            run = run_program(raw, stack=stack)
+        except ConfigError as exc:
+            report.fail("config", str(exc))
+            return report
+        if mutate:
+            mutate(run)
+        resources = [r for r in run.resources if r.custom]
+        _write(
+            out / "resources.json",
+            json.dumps(
+                [
+                    {"type": r.type, "name": r.name, "urn": r.urn, "parent": r.parent, "protect": r.protect, "inputs": r.redacted_inputs}
+                    for r in run.resources
+                ],
+                indent=2,
+                sort_keys=True,
+            ),
+        )
+        report.summary["resources"] = len(run.resources)
+
+    with step("write Kubernetes objects and render the gitlab-runner chart"):
+        ours = [manifest_of(r) for r in resources if r.type.startswith("kubernetes:") and r.type != "kubernetes:helm.sh/v3:Release"]
+        for obj in ours:
+            redacted = {**obj, "stringData": {k: "[secret]" for k in obj["stringData"]}} if "stringData" in obj else obj
+            _write(out / "k8s" / _yaml_name(obj), yaml.safe_dump(redacted, sort_keys=False))
+        chart_objects: list[dict[str, Any]] = []
+        releases = [r for r in resources if r.type == "kubernetes:helm.sh/v3:Release"]
+        for release in releases:
+            values = release.inputs["values"]
+            rendered = render_chart(values, release=release.inputs["name"], namespace=release.inputs["namespace"])
+            chart_objects += rendered.objects
+            for obj in rendered.objects:
+                _write(out / "k8s" / "chart" / _yaml_name(obj), yaml.safe_dump(obj, sort_keys=False))
+            runner_toml = rendered.global_config_toml() + "\n" + rendered.config_template_toml()
+            _write(out / "runner" / "config.toml", runner_toml)
+            expected = tomllib.loads(render_toml(build_runner_config(cfg, job_service_account="buildkit-job")))
+            try:
+                actual = tomllib.loads(rendered.config_template_toml())
+            except tomllib.TOMLDecodeError as exc:
+                report.fail("runner-config", f"the chart rendered config.template.toml that is not TOML: {exc}")
+            else:
+                if actual != expected:
+                    report.fail("runner-config", "config.toml rendered by the chart differs from the typed model (see runner/config.toml)")
+        report.summary["kubernetes_objects"] = len(ours)
+        report.summary["chart_objects"] = len(chart_objects)
+
+    with step(f"validate Kubernetes documents (kubernetes-validate --strict, {k8s_version})"):
+        import kubernetes_validate
+
+        for obj in [*ours, *chart_objects]:
+            try:
+                kubernetes_validate.validate(obj, k8s_version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                path = ".".join(str(p) for p in exc.path)
+                report.fail("kubernetes-schema", f"{_yaml_name(obj)}: {path}: {exc.message}")
+            except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
+                report.fail("kubernetes-schema", f"{_yaml_name(obj)}: {exc}")
+
+    with step("IAM documents (policy_sentry, parliament) and ECR lifecycle/repository policies"):
+        for r in resources:
+            if r.type == "aws:iam/policy:Policy":
+                doc = json.loads(r.inputs["policy"])
+                _write(out / "iam" / f"{r.name}.json", json.dumps(doc, indent=2))
+                for problem in sentry_problems(doc):
+                    report.fail("iam-policy_sentry", f"{r.name}: {problem}")
+                for problem in parliament_problems(doc):
+                    report.fail("iam-parliament", f"{r.name}: {problem}")
+            elif r.type == "aws:iam/role:Role":
+                doc = json.loads(r.inputs["assumeRolePolicy"])
+                # Trust policies are checked by the pack (aws-iam-oidc-trust-sub) and the builder tests:
+                # parliament lints identity policies and reports every trust policy as malformed.
+                _write(out / "iam" / f"{r.name}-trust.json", json.dumps(doc, indent=2))
+            elif r.type == "aws:ecr/lifecyclePolicy:LifecyclePolicy":
+                doc = json.loads(r.inputs["policy"])
+                _write(out / "ecr" / f"lifecycle-{r.name}.json", json.dumps(doc, indent=2))
+                for problem in validate_lifecycle(doc):
+                    report.fail("ecr-lifecycle", f"{r.inputs['repository']}: {problem}")
+            elif r.type == "aws:ecr/repositoryPolicy:RepositoryPolicy":
+                _write(out / "ecr" / f"repository-policy-{r.name}.json", json.dumps(json.loads(r.inputs["policy"]), indent=2))
+
+    with step("CI/CD variables"):
+        variables = []
+        for r in resources:
+            if r.type in ("gitlab:index/projectVariable:ProjectVariable", "gitlab:index/groupVariable:GroupVariable"):
+                inputs = r.redacted_inputs
+                variables.append(
+                    {
+                        "key": inputs["key"],
+                        "target": inputs.get("project") or inputs.get("group"),
+                        "environment_scope": inputs.get("environmentScope"),
+                        "masked": inputs.get("masked", False),
+                        "protected": inputs.get("protected", False),
+                        "hidden": inputs.get("hidden", False),
+                        "value": inputs["value"],
+                    }
+                )
+        _write(out / "ci-variables.json", json.dumps(sorted(variables, key=lambda v: v["key"]), indent=2))
+        report.summary["ci_variables"] = len(variables)
+
+    with step("policy pack over gRPC (every resource and every rendered chart object)"):
+        inputs = [ResourceInput(r.type, r.name, r.urn, r.inputs) for r in resources]
+        for obj in chart_objects:
+            typ, name = type_token(obj), (obj.get("metadata") or {}).get("name", "chart")
+            inputs.append(ResourceInput(typ, f"chart-{name}", f"urn:pulumi:{stack}::{PROJECT}::{typ}::chart-{name}", obj))
+        diagnostics = pack.analyze_all(inputs)
+        _write(out / "policy-report.json", json.dumps([d.as_dict() for d in diagnostics], indent=2))
+        mandatory = [d for d in diagnostics if d.level == "mandatory"]
+        for d in mandatory:
+            report.fail(f"policy {d.policy}", d.message.splitlines()[-1] + (f" ({d.urn.split('::')[-1]})" if d.urn else ""))
+        report.summary["policy_mandatory"] = len(mandatory)
+        report.summary["policy_advisory"] = len([d for d in diagnostics if d.level == "advisory"])
+    return report
+
+
+def stacks_in_repo() -> list[str]:
+    return sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", required=True, help="stack name, or 'all' for every Pulumi.<stack>.yaml")
+    parser.add_argument("--config-file", type=Path, help="use this Pulumi.<stack>.yaml-shaped file instead of the stack's")
+    parser.add_argument("--kubernetes-version", default=DEFAULT_K8S_VERSION, help=f"schema version to validate against (default {DEFAULT_K8S_VERSION})")
+    parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
+    args = parser.parse_args(argv)
+
+    stacks = stacks_in_repo() if args.stack == "all" else [args.stack]
+    started = time.perf_counter()
+    failed = False
+    with PolicyPack() as pack:
+        for stack in stacks:
+            print(f"== synth {stack}", flush=True)
+            config = None
+            if args.config_file:
+                data = yaml.safe_load(args.config_file.read_text()) or {}
+                config = {k.removeprefix(f"{PROJECT}:"): v for k, v in (data.get("config") or {}).items() if k.startswith(f"{PROJECT}:")}
+            elif not (ROOT / f"Pulumi.{stack}.yaml").exists():
+                print(f"  no Pulumi.{stack}.yaml; stacks in this repo: {', '.join(stacks_in_repo())}")
+                return 2
+            report = synth_stack(stack, config=config, pack=pack, build_dir=args.build_dir, k8s_version=args.kubernetes_version)
+            summary = ", ".join(f"{k}={v}" for k, v in report.summary.items())
+            if report.failures:
+                failed = True
+                print(f"  FAILED {stack}: {len(report.failures)} problem(s) ({summary})")
+                for failure in report.failures:
+                    print(f"    - {failure}")
+            else:
+                print(f"  OK {stack}: {summary}; written to {report.out.relative_to(ROOT) if report.out.is_relative_to(ROOT) else report.out}")
+    print(f"== total {time.perf_counter() - started:.2f}s", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
