@@ -9,17 +9,18 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs
 
 from common import plain, stack_policy
-from runner import is_runner_release, runner_config
+from runner import checked_runner_config, is_runner_release
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 METADATA_ADDRESSES = (ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"))
 
 
-def _job_namespaces(args: StackValidationArgs) -> list[tuple[str, str]]:
+def _job_namespaces(args: StackValidationArgs, report_violation: ReportViolation) -> list[tuple[str, str]]:
     found = []
     for r in args.resources:
         if is_runner_release(r.resource_type, r.props):
-            for runner in runner_config(r.props).get("runners") or []:
+            config = checked_runner_config(r.props, report_violation, r.urn)
+            for runner in (config or {}).get("runners") or []:
                 found.append((str((runner.get("kubernetes") or {}).get("namespace")), r.urn))
     return found
 
@@ -75,13 +76,13 @@ def ingress_problems(policies: list[dict[str, Any]], namespace: str) -> list[str
 
 
 def _metadata(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for namespace, urn in _job_namespaces(args):
+    for namespace, urn in _job_namespaces(args, report_violation):
         for message in metadata_problems(_policies_in(args, namespace), namespace):
             report_violation(message, urn)
 
 
 def _ingress(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for namespace, urn in _job_namespaces(args):
+    for namespace, urn in _job_namespaces(args, report_violation):
         for message in ingress_problems(_policies_in(args, namespace), namespace):
             report_violation(message, urn)
 

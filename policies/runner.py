@@ -35,14 +35,21 @@ def runner_config(props: Mapping[str, Any]) -> dict[str, Any]:
     return parse_runner_config(str(text))
 
 
+def checked_runner_config(props: Mapping[str, Any], report_violation: ReportViolation, urn: str | None = None) -> dict[str, Any] | None:
+    """The parsed config, or None after reporting it: TOML that cannot be parsed cannot pass a check."""
+    try:
+        return runner_config(props)
+    except ValueError as exc:
+        report_violation(f"runners.config is not valid TOML, so it cannot be checked: {exc}", urn)
+        return None
+
+
 def _config_policy(name: str, description: str, remediation: str):
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         if not is_runner_release(args.resource_type, args.props):
             return
-        try:
-            config = runner_config(args.props)
-        except ValueError as exc:  # TOML error: nothing can be checked, so it cannot pass
-            report_violation(f"runners.config is not valid TOML: {exc}", None)
+        config = checked_runner_config(args.props, report_violation)
+        if config is None:
             return
         for message in runner_config_problems(config).get(name, []):
             report_violation(message, None)
@@ -60,7 +67,8 @@ def _manager_context(args: ResourceValidationArgs, report_violation: ReportViola
 def _buildkit_needs(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     if not is_runner_release(args.resource_type, args.props):
         return
-    for message in runner_config_problems(runner_config(args.props)).get("gitlab-runner-buildkit-needs", []):
+    config = checked_runner_config(args.props, report_violation)
+    for message in runner_config_problems(config).get("gitlab-runner-buildkit-needs", []) if config is not None else []:
         report_violation(message, None)
 
 
@@ -82,7 +90,8 @@ def acknowledged_unconfined_namespaces(args: StackValidationArgs) -> set[str]:
 def _unconfined_profiles(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     allowed = acknowledged_unconfined_namespaces(args)
     for release in _releases(args):
-        for message in runner_config_problems(runner_config(release.props), allowed).get(UNCONFINED_POLICY, []):
+        config = checked_runner_config(release.props, report_violation, release.urn)
+        for message in runner_config_problems(config, allowed).get(UNCONFINED_POLICY, []) if config is not None else []:
             report_violation(message, release.urn)
 
 
