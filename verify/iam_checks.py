@@ -31,6 +31,9 @@ def sentry_problems(document: dict[str, Any]) -> list[str]:
         resources = statement.get("Resource")
         for action in actions if isinstance(actions, list) else [actions]:
             service, _, name = str(action).partition(":")
+            if "*" in str(action):  # get_action_data expands wildcards; a wildcard is not one action
+                problems.append(f"Statement[{index}]: {action} is not a known IAM action (wildcard)")
+                continue
             data = get_action_data(service, name).get(service, [])
             if not data:
                 problems.append(f"Statement[{index}]: {action} is not a known IAM action")
