@@ -97,6 +97,7 @@ def pull_repository_policy(principals: Sequence[str]) -> dict[str, Any]:
 
 # --- Lifecycle policies -------------------------------------------------------------------------
 
+
 def application_lifecycle(lifecycle: Lifecycle) -> dict[str, Any]:
     """Expire untagged images after N days, then keep only the newest M images of any tag."""
     return {

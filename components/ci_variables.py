@@ -55,14 +55,19 @@ def ci_variable_specs(
     ]
     if cfg.credentials.mode == "access-key":
         specs += [
-            CiVariable(AWS_ACCESS_KEY_ID, access_key_id, masked=True, always_protected=True,
-                       description="push identity access key id"),
-            CiVariable(AWS_SECRET_ACCESS_KEY, secret_access_key, masked=True, hidden=True, secret=True,
-                       always_protected=True, description="push identity secret access key"),
+            CiVariable(AWS_ACCESS_KEY_ID, access_key_id, masked=True, always_protected=True, description="push identity access key id"),
+            CiVariable(
+                AWS_SECRET_ACCESS_KEY,
+                secret_access_key,
+                masked=True,
+                hidden=True,
+                secret=True,
+                always_protected=True,
+                description="push identity secret access key",
+            ),
         ]
     else:
-        specs.append(CiVariable(AWS_ROLE_ARN, role_arn, always_protected=True,
-                                description="role assumed with the job's GitLab ID token"))
+        specs.append(CiVariable(AWS_ROLE_ARN, role_arn, always_protected=True, description="role assumed with the job's GitLab ID token"))
     return specs
 
 

@@ -7,6 +7,7 @@ Every key lives in the project namespace (``gitlab-buildkit-runner:<key>``) and 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -97,9 +98,7 @@ ImageRef = Annotated[str, AfterValidator(_image)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
 
 
 class Resources(_Model):
@@ -176,15 +175,15 @@ class RunnerConfig(_Model):
     job_security_mode: JobSecurityMode = "baseline"
     acknowledge_unconfined: bool = False
     build_resources: Resources = Resources(
-        cpu_request="1", cpu_limit="4", memory_request="2Gi", memory_limit="8Gi",
-        ephemeral_storage_request="10Gi", ephemeral_storage_limit="40Gi",
+        cpu_request="1",
+        cpu_limit="4",
+        memory_request="2Gi",
+        memory_limit="8Gi",
+        ephemeral_storage_request="10Gi",
+        ephemeral_storage_limit="40Gi",
     )
-    helper_resources: Resources = Resources(
-        cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="256Mi"
-    )
-    manager_resources: Resources = Resources(
-        cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="512Mi"
-    )
+    helper_resources: Resources = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="256Mi")
+    manager_resources: Resources = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="512Mi")
     buildkit_state_size_limit: Quantity = "30Gi"
     metrics_enabled: bool = True
     pod_monitor: bool = False
@@ -219,8 +218,7 @@ class Lifecycle(_Model):
 def _ecr_name(value: str) -> str:
     if not 2 <= len(value) <= 256 or not _ECR_NAME.match(value):
         raise ValueError(
-            "must be an ECR repository name: 2-256 characters, lowercase letters and digits, "
-            "separated by single '.', '_', '-' or '/'"
+            "must be an ECR repository name: 2-256 characters, lowercase letters and digits, separated by single '.', '_', '-' or '/'"
         )
     return value
 
@@ -251,10 +249,7 @@ class RegistryConfig(_Model):
         for app in self.applications:
             key = variable_suffix(app)
             if key in keys:
-                raise ValueError(
-                    f"applications {keys[key]!r} and {app!r} map to the same CI variable "
-                    f"ECR_REPOSITORY_{key}; rename one"
-                )
+                raise ValueError(f"applications {keys[key]!r} and {app!r} map to the same CI variable ECR_REPOSITORY_{key}; rename one")
             keys[key] = app
         if self.cache_repository in self.applications:
             raise ValueError(f"cacheRepository {self.cache_repository!r} is also an application")
@@ -300,9 +295,7 @@ class CredentialsConfig(_Model):
             if not self.access_key_slots or len(set(self.access_key_slots)) != len(self.access_key_slots):
                 raise ValueError(f"accessKeySlots {self.access_key_slots} must name 1 or 2 distinct slots")
             if self.active_access_key not in self.access_key_slots:
-                raise ValueError(
-                    f"activeAccessKey {self.active_access_key!r} is not one of accessKeySlots {self.access_key_slots}"
-                )
+                raise ValueError(f"activeAccessKey {self.active_access_key!r} is not one of accessKeySlots {self.access_key_slots}")
             if self.oidc_subjects or self.oidc_provider_arn:
                 raise ValueError("oidcSubjects/oidcProviderArn are only allowed with mode 'oidc'")
         elif not self.oidc_subjects:
@@ -418,7 +411,7 @@ def project_config(entries: Iterable[tuple[str, Any]], secret_keys: Iterable[str
     for full_key, value in entries:
         if not full_key.startswith(prefix):
             continue
-        key = full_key[len(prefix):]
+        key = full_key[len(prefix) :]
         if key in SECRET_KEYS:
             if full_key not in secrets:
                 raise ConfigError(
@@ -427,10 +420,8 @@ def project_config(entries: Iterable[tuple[str, Any]], secret_keys: Iterable[str
                 )
             continue
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):  # plain strings stay strings
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
         result[key] = value
     return result
 

@@ -69,8 +69,16 @@ def executor_role_rules() -> list[dict[str, Any]]:
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _FACTORS = {
-    None: Decimal(1), "m": Decimal("0.001"), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9),
-    "T": Decimal(10**12), "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
+    None: Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
 }
 
 
@@ -119,6 +127,7 @@ def job_quota_spec(cfg: StackConfig) -> dict[str, Any] | None:
 
 
 # --- NetworkPolicies ---------------------------------------------------------------------------
+
 
 def _dns_peer(cfg: StackConfig) -> dict[str, Any]:
     return {

@@ -62,9 +62,7 @@ class RunnerNamespaces(pulumi.ComponentResource):
         )
         quota_spec = job_quota_spec(cfg)
         self.quota = (
-            k8s.core.v1.ResourceQuota(
-                f"{name}-job-quota", metadata={**job_meta, "name": "buildkit-job-quota"}, spec=quota_spec, opts=child
-            )
+            k8s.core.v1.ResourceQuota(f"{name}-job-quota", metadata={**job_meta, "name": "buildkit-job-quota"}, spec=quota_spec, opts=child)
             if quota_spec
             else None
         )

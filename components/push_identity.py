@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -14,7 +15,7 @@ from .config import StackConfig
 @dataclass(frozen=True)
 class PushIdentityArgs:
     config: StackConfig
-    repository_arns: list[pulumi.Input[str]]
+    repository_arns: Sequence[pulumi.Input[str]]
 
 
 class PushIdentity(pulumi.ComponentResource):

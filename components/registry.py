@@ -52,7 +52,7 @@ class ImageRegistry(pulumi.ComponentResource):
                 encryption_configurations=encryption,
                 force_delete=cfg.force_delete,
                 opts=child,
-                **extra,  # type: ignore[arg-type]
+                **extra,
             )
             aws.ecr.LifecyclePolicy(f"{name}-{key}", repository=repo.name, policy=lifecycle, opts=child)
             if pull_policy:
@@ -68,7 +68,11 @@ class ImageRegistry(pulumi.ComponentResource):
             else {}
         )
         self.cache = repository(
-            "cache", cfg.repository_name(cfg.cache_repository), cfg.cache_tag_mutability, _checked(cache_lifecycle(cfg.lifecycle)), **exclusions
+            "cache",
+            cfg.repository_name(cfg.cache_repository),
+            cfg.cache_tag_mutability,
+            _checked(cache_lifecycle(cfg.lifecycle)),
+            **exclusions,
         )
         self.repository_urls = {app: repo.repository_url for app, repo in self.applications.items()}
         self.repository_arns = [repo.arn for repo in [*self.applications.values(), self.cache]]

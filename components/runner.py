@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import pulumi
 import pulumi_gitlab as gitlab
@@ -58,10 +59,13 @@ class GitlabRunner(pulumi.ComponentResource):
         self.runner_id = self.runner.id
         self.token_secret = k8s.core.v1.Secret(
             f"{name}-token",
-            metadata={"name": TOKEN_SECRET_NAME, "namespace": args.manager_namespace, "labels": MANAGED_BY},
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=TOKEN_SECRET_NAME, namespace=args.manager_namespace, labels=MANAGED_BY),
             type="Opaque",
             # The chart mounts both keys by name; the registration token is deprecated and stays empty.
-            string_data={"runner-token": pulumi.Output.secret(self.runner.token), "runner-registration-token": ""},
+            string_data={
+                "runner-token": pulumi.Output.secret(cast(Any, self.runner.token)),
+                "runner-registration-token": "",
+            },
             opts=child,
         )
         self.runner_config_toml = render_toml(build_runner_config(cfg, job_service_account=args.job_service_account))

@@ -1,12 +1,11 @@
 """Policy pack entry point: only assembles the pack from the per-domain modules."""
 
-from pulumi_policy import EnforcementLevel, PolicyPack
-
 import aws
 import k8s_workloads
 import namespaces_rbac
 import network
 import runner
+from pulumi_policy import EnforcementLevel, PolicyPack
 
 PolicyPack(
     name="gitlab-buildkit-runner",

@@ -6,9 +6,8 @@ import fnmatch
 from collections.abc import Iterable
 from typing import Any
 
-from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, StackValidationArgs
-
 from common import json_document, plain, resource_policy, stack_policy
+from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, StackValidationArgs
 
 REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
@@ -24,7 +23,11 @@ ATTACHMENT_TYPES = (
     "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
     "aws:iam/policyAttachment:PolicyAttachment",
 )
-ADMIN_POLICY_ARNS = ("arn:aws:iam::aws:policy/AdministratorAccess", "arn:aws:iam::aws:policy/PowerUserAccess", "arn:aws:iam::aws:policy/IAMFullAccess")
+ADMIN_POLICY_ARNS = (
+    "arn:aws:iam::aws:policy/AdministratorAccess",
+    "arn:aws:iam::aws:policy/PowerUserAccess",
+    "arn:aws:iam::aws:policy/IAMFullAccess",
+)
 # Actions whose only resource is "*" (account-level). Ref: AWS service authorization reference for ECR.
 ACCOUNT_LEVEL_ACTIONS = frozenset({"ecr:getauthorizationtoken"})
 DEFAULT_CACHE_PATTERNS = ["buildkit-cache", "*/buildkit-cache"]
@@ -83,7 +86,7 @@ def trust_problems(document: Any) -> list[str]:
         if not any(k.endswith(":aud") for k in keys):
             problems.append(f"Statement[{i}] trusts web identities without a condition on ':aud'")
         for operator, block in conditions.items():
-            for key, values in (block.items() if isinstance(block, dict) else []):
+            for key, values in block.items() if isinstance(block, dict) else []:
                 if key.endswith(":sub") and operator.startswith("StringEquals") and any("*" in str(v) for v in _as_list(values)):
                     problems.append(f"Statement[{i}] uses a '*' pattern in {operator} (needs StringLike)")
                 if key.endswith(":sub") and any(str(v) in ("*", "project_path:*") for v in _as_list(values)):
@@ -168,13 +171,50 @@ def policies() -> list:
         properties={"cacheRepositoryPatterns": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_CACHE_PATTERNS}}
     )
     return [
-        resource_policy("aws-ecr-scan-on-push", "ECR repositories must scan images on push.", "Set imageScanningConfiguration.scanOnPush: true.", _scan_on_push),
-        resource_policy("aws-ecr-encryption", "ECR repositories must declare AES256 or KMS encryption.", "Set encryptionConfigurations.", _encryption),
-        resource_policy("aws-ecr-immutable-tags", "Application repositories must have immutable tags; the BuildKit cache repository is the declared exception.",
-                        "Set imageTagMutability: IMMUTABLE (or name the cache repository in cacheRepositoryPatterns).", _immutable, config_schema=cache_schema),
-        stack_policy("aws-ecr-lifecycle-policy", "Every ECR repository must have a lifecycle policy.", "Attach an aws.ecr.LifecyclePolicy.", _lifecycle_attached),
-        resource_policy("aws-iam-no-wildcard-actions", "IAM policies must not allow '*' or service:* actions, or use NotAction.", "List exact actions.", _document_policy(wildcard_action_problems)),
-        resource_policy("aws-iam-no-wildcard-resources", "Resource '*' only for ecr:GetAuthorizationToken; no wildcard ARNs.", "List exact ARNs.", _document_policy(wildcard_resource_problems)),
-        resource_policy("aws-iam-no-admin", "No admin managed policies and no wildcard inline policies.", "Attach the least-privilege push policy only.", _no_admin),
-        resource_policy("aws-iam-oidc-trust-sub", "Web-identity trust must constrain both aud and sub; wildcards only with StringLike.", "Bind sub to project_path:<group>/<project>:ref_type:<type>:ref:<ref>.", _oidc_trust),
+        resource_policy(
+            "aws-ecr-scan-on-push",
+            "ECR repositories must scan images on push.",
+            "Set imageScanningConfiguration.scanOnPush: true.",
+            _scan_on_push,
+        ),
+        resource_policy(
+            "aws-ecr-encryption", "ECR repositories must declare AES256 or KMS encryption.", "Set encryptionConfigurations.", _encryption
+        ),
+        resource_policy(
+            "aws-ecr-immutable-tags",
+            "Application repositories must have immutable tags; the BuildKit cache repository is the declared exception.",
+            "Set imageTagMutability: IMMUTABLE (or name the cache repository in cacheRepositoryPatterns).",
+            _immutable,
+            config_schema=cache_schema,
+        ),
+        stack_policy(
+            "aws-ecr-lifecycle-policy",
+            "Every ECR repository must have a lifecycle policy.",
+            "Attach an aws.ecr.LifecyclePolicy.",
+            _lifecycle_attached,
+        ),
+        resource_policy(
+            "aws-iam-no-wildcard-actions",
+            "IAM policies must not allow '*' or service:* actions, or use NotAction.",
+            "List exact actions.",
+            _document_policy(wildcard_action_problems),
+        ),
+        resource_policy(
+            "aws-iam-no-wildcard-resources",
+            "Resource '*' only for ecr:GetAuthorizationToken; no wildcard ARNs.",
+            "List exact ARNs.",
+            _document_policy(wildcard_resource_problems),
+        ),
+        resource_policy(
+            "aws-iam-no-admin",
+            "No admin managed policies and no wildcard inline policies.",
+            "Attach the least-privilege push policy only.",
+            _no_admin,
+        ),
+        resource_policy(
+            "aws-iam-oidc-trust-sub",
+            "Web-identity trust must constrain both aud and sub; wildcards only with StringLike.",
+            "Bind sub to project_path:<group>/<project>:ref_type:<type>:ref:<ref>.",
+            _oidc_trust,
+        ),
     ]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
-
 from common import ADVISORY, MANDATORY, resource_policy
 from psa import CONTROLS, Control, pod_of
+from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 
 def _validator(control: Control):

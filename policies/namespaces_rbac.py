@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
-
 from common import resource_policy
+from pulumi_policy import ReportViolation, ResourceValidationArgs
 from runner_checks import JOB_SECURITY_MODE_ANNOTATION
 
 PSA = "pod-security.kubernetes.io"
@@ -26,7 +25,9 @@ def _namespace_labels(args: ResourceValidationArgs, report_violation: ReportViol
         report_violation(f"namespace {meta.get('name')!r}: label {PSA}/enforce must be one of {list(LEVELS)} (is {enforce!r})", None)
     version = labels.get(f"{PSA}/enforce-version")
     if not PINNED_VERSION.match(str(version or "")):
-        report_violation(f"namespace {meta.get('name')!r}: label {PSA}/enforce-version must pin a version like v1.33 (is {version!r})", None)
+        report_violation(
+            f"namespace {meta.get('name')!r}: label {PSA}/enforce-version must pin a version like v1.33 (is {version!r})", None
+        )
 
 
 def _privileged_only_acknowledged(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -62,12 +63,28 @@ def _no_cluster_admin(args: ResourceValidationArgs, report_violation: ReportViol
 
 def policies() -> list:
     return [
-        resource_policy("kubernetes-namespace-psa-labels", "Namespaces must carry a Pod Security enforce label with a pinned version.",
-                        "Add pod-security.kubernetes.io/enforce and enforce-version: v1.xx labels.", _namespace_labels),
-        resource_policy("kubernetes-namespace-privileged-acknowledged", "PSA level 'privileged' only for a job namespace in the acknowledged unconfined mode.",
-                        "Use jobSecurityMode 'baseline', or acknowledge 'unconfined' in stack config.", _privileged_only_acknowledged),
-        resource_policy("kubernetes-rbac-no-wildcards", "Roles and ClusterRoles must not use '*' verbs, resources or API groups.",
-                        "List the exact verbs and resources (see components/kube_documents.py).", _no_wildcards),
-        resource_policy("kubernetes-rbac-no-cluster-admin", "Nothing may be bound to cluster-admin.",
-                        "Bind a least-privilege Role instead.", _no_cluster_admin),
+        resource_policy(
+            "kubernetes-namespace-psa-labels",
+            "Namespaces must carry a Pod Security enforce label with a pinned version.",
+            "Add pod-security.kubernetes.io/enforce and enforce-version: v1.xx labels.",
+            _namespace_labels,
+        ),
+        resource_policy(
+            "kubernetes-namespace-privileged-acknowledged",
+            "PSA level 'privileged' only for a job namespace in the acknowledged unconfined mode.",
+            "Use jobSecurityMode 'baseline', or acknowledge 'unconfined' in stack config.",
+            _privileged_only_acknowledged,
+        ),
+        resource_policy(
+            "kubernetes-rbac-no-wildcards",
+            "Roles and ClusterRoles must not use '*' verbs, resources or API groups.",
+            "List the exact verbs and resources (see components/kube_documents.py).",
+            _no_wildcards,
+        ),
+        resource_policy(
+            "kubernetes-rbac-no-cluster-admin",
+            "Nothing may be bound to cluster-admin.",
+            "Bind a least-privilege Role instead.",
+            _no_cluster_admin,
+        ),
     ]

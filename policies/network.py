@@ -6,9 +6,8 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from pulumi_policy import ReportViolation, StackValidationArgs
-
 from common import plain, stack_policy
+from pulumi_policy import ReportViolation, StackValidationArgs
 from runner import checked_runner_config, is_runner_release
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -49,7 +48,9 @@ def allows_address(peers: Iterable[dict[str, Any]] | None, address: Any) -> bool
         cidr = ipaddress.ip_network(block["cidr"])
         if address.version != cidr.version or address not in cidr:
             continue
-        if not any(address in ipaddress.ip_network(e) for e in block.get("except") or [] if ipaddress.ip_network(e).version == address.version):
+        if not any(
+            address in ipaddress.ip_network(e) for e in block.get("except") or [] if ipaddress.ip_network(e).version == address.version
+        ):
             return True
     return False
 
@@ -63,7 +64,9 @@ def metadata_problems(policies: list[dict[str, Any]], namespace: str) -> list[st
         for index, rule in enumerate(policy["spec"].get("egress") or []):
             for address in METADATA_ADDRESSES:
                 if allows_address(rule.get("to"), address):
-                    problems.append(f"NetworkPolicy {policy['metadata'].get('name')!r} egress[{index}] allows {address} (instance metadata)")
+                    problems.append(
+                        f"NetworkPolicy {policy['metadata'].get('name')!r} egress[{index}] allows {address} (instance metadata)"
+                    )
     return problems
 
 
@@ -89,8 +92,16 @@ def _ingress(args: StackValidationArgs, report_violation: ReportViolation) -> No
 
 def policies() -> list:
     return [
-        stack_policy("kubernetes-job-egress-blocks-metadata", "A runner's job namespace must have egress NetworkPolicies that never allow the instance metadata addresses.",
-                     "Enable network isolation (network.enabled) or add an egress policy excluding 169.254.169.254/32 and fd00:ec2::254/128.", _metadata),
-        stack_policy("kubernetes-job-deny-ingress", "A runner's job namespace must have a default-deny ingress NetworkPolicy.",
-                     "Enable network isolation (network.enabled).", _ingress),
+        stack_policy(
+            "kubernetes-job-egress-blocks-metadata",
+            "A runner's job namespace must have egress NetworkPolicies that never allow the instance metadata addresses.",
+            "Enable network isolation (network.enabled) or add an egress policy excluding 169.254.169.254/32 and fd00:ec2::254/128.",
+            _metadata,
+        ),
+        stack_policy(
+            "kubernetes-job-deny-ingress",
+            "A runner's job namespace must have a default-deny ingress NetworkPolicy.",
+            "Enable network isolation (network.enabled).",
+            _ingress,
+        ),
     ]

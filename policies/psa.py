@@ -19,15 +19,36 @@ APPARMOR_ANNOTATION_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
 
 # Ref: pod-security-admission check_capabilities_baseline.go
 BASELINE_CAPABILITIES = frozenset(
-    {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
-     "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+    {
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    }
 )
 # Ref: check_sysctls.go (v1.29+ set)
 SAFE_SYSCTLS = frozenset(
-    {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-     "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-     "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-     "net.ipv4.tcp_keepalive_probes"}
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    }
 )
 SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
 RESTRICTED_VOLUME_TYPES = frozenset(
@@ -61,6 +82,7 @@ def effective(spec: Pod, container: Mapping[str, Any], *path: str) -> Any:
 
 
 # --- baseline ---------------------------------------------------------------------------------
+
 
 def check_privileged(spec: Pod, meta: Pod) -> list[str]:
     return [f"{where} is privileged" for where, c in containers(spec) if _get(c, "securityContext", "privileged") is True]
@@ -154,6 +176,7 @@ def check_windows_host_process(spec: Pod, meta: Pod) -> list[str]:
 
 # --- restricted -------------------------------------------------------------------------------
 
+
 def check_volume_types(spec: Pod, meta: Pod) -> list[str]:
     found = []
     for volume in spec.get("volumes") or []:
@@ -220,23 +243,125 @@ class Control:
 
 
 CONTROLS: tuple[Control, ...] = (
-    Control("kubernetes-pod-privileged", "baseline", "Containers must not run privileged.", "Remove securityContext.privileged.", check_privileged),
-    Control("kubernetes-pod-host-namespaces", "baseline", "Pods must not share the node's network, PID or IPC namespace.", "Remove hostNetwork/hostPID/hostIPC.", check_host_namespaces),
-    Control("kubernetes-pod-host-path", "baseline", "Pods must not mount hostPath volumes.", "Use emptyDir, a PVC or a projected volume.", check_host_path),
-    Control("kubernetes-pod-host-ports", "baseline", "Containers must not bind host ports.", "Remove ports[].hostPort; expose through a Service.", check_host_ports),
-    Control("kubernetes-pod-capabilities-baseline", "baseline", "Containers may only add capabilities from the baseline set.", "Remove capabilities.add entries outside the baseline list.", check_capabilities_baseline),
-    Control("kubernetes-pod-proc-mount", "baseline", "Containers must use the default /proc mount.", "Remove securityContext.procMount.", check_proc_mount),
-    Control("kubernetes-pod-selinux", "baseline", "SELinux options must not set custom users/roles or unsafe types.", "Remove seLinuxOptions.user/role or use a container_* type.", check_selinux),
-    Control("kubernetes-pod-apparmor", "baseline", "AppArmor must not be Unconfined (field or annotation).", "Use RuntimeDefault or a Localhost profile.", check_apparmor),
-    Control("kubernetes-pod-seccomp-baseline", "baseline", "seccomp must not be Unconfined.", "Use RuntimeDefault or a Localhost profile.", check_seccomp_baseline),
-    Control("kubernetes-pod-sysctls", "baseline", "Only the safe sysctl set may be set.", "Remove unsafe securityContext.sysctls.", check_sysctls),
-    Control("kubernetes-pod-windows-host-process", "baseline", "Windows HostProcess containers are not allowed.", "Remove windowsOptions.hostProcess.", check_windows_host_process),
-    Control("kubernetes-pod-volume-types", "restricted", "Only restricted volume types may be used.", "Use configMap, csi, downwardAPI, emptyDir, ephemeral, PVC, projected or secret volumes.", check_volume_types),
-    Control("kubernetes-pod-privilege-escalation", "restricted", "Containers must set allowPrivilegeEscalation: false.", "Set securityContext.allowPrivilegeEscalation: false.", check_privilege_escalation),
-    Control("kubernetes-pod-run-as-non-root", "restricted", "Containers must run with runAsNonRoot: true.", "Set runAsNonRoot: true on the pod or container.", check_run_as_non_root),
-    Control("kubernetes-pod-run-as-user", "restricted", "Containers must not run as UID 0.", "Set runAsUser to a non-zero UID.", check_run_as_user),
-    Control("kubernetes-pod-seccomp-restricted", "restricted", "A RuntimeDefault or Localhost seccomp profile is required.", "Set seccompProfile.type: RuntimeDefault on the pod.", check_seccomp_restricted),
-    Control("kubernetes-pod-capabilities-restricted", "restricted", "Containers must drop ALL and add at most NET_BIND_SERVICE.", "Set capabilities.drop: [ALL].", check_capabilities_restricted),
+    Control(
+        "kubernetes-pod-privileged",
+        "baseline",
+        "Containers must not run privileged.",
+        "Remove securityContext.privileged.",
+        check_privileged,
+    ),
+    Control(
+        "kubernetes-pod-host-namespaces",
+        "baseline",
+        "Pods must not share the node's network, PID or IPC namespace.",
+        "Remove hostNetwork/hostPID/hostIPC.",
+        check_host_namespaces,
+    ),
+    Control(
+        "kubernetes-pod-host-path",
+        "baseline",
+        "Pods must not mount hostPath volumes.",
+        "Use emptyDir, a PVC or a projected volume.",
+        check_host_path,
+    ),
+    Control(
+        "kubernetes-pod-host-ports",
+        "baseline",
+        "Containers must not bind host ports.",
+        "Remove ports[].hostPort; expose through a Service.",
+        check_host_ports,
+    ),
+    Control(
+        "kubernetes-pod-capabilities-baseline",
+        "baseline",
+        "Containers may only add capabilities from the baseline set.",
+        "Remove capabilities.add entries outside the baseline list.",
+        check_capabilities_baseline,
+    ),
+    Control(
+        "kubernetes-pod-proc-mount",
+        "baseline",
+        "Containers must use the default /proc mount.",
+        "Remove securityContext.procMount.",
+        check_proc_mount,
+    ),
+    Control(
+        "kubernetes-pod-selinux",
+        "baseline",
+        "SELinux options must not set custom users/roles or unsafe types.",
+        "Remove seLinuxOptions.user/role or use a container_* type.",
+        check_selinux,
+    ),
+    Control(
+        "kubernetes-pod-apparmor",
+        "baseline",
+        "AppArmor must not be Unconfined (field or annotation).",
+        "Use RuntimeDefault or a Localhost profile.",
+        check_apparmor,
+    ),
+    Control(
+        "kubernetes-pod-seccomp-baseline",
+        "baseline",
+        "seccomp must not be Unconfined.",
+        "Use RuntimeDefault or a Localhost profile.",
+        check_seccomp_baseline,
+    ),
+    Control(
+        "kubernetes-pod-sysctls",
+        "baseline",
+        "Only the safe sysctl set may be set.",
+        "Remove unsafe securityContext.sysctls.",
+        check_sysctls,
+    ),
+    Control(
+        "kubernetes-pod-windows-host-process",
+        "baseline",
+        "Windows HostProcess containers are not allowed.",
+        "Remove windowsOptions.hostProcess.",
+        check_windows_host_process,
+    ),
+    Control(
+        "kubernetes-pod-volume-types",
+        "restricted",
+        "Only restricted volume types may be used.",
+        "Use configMap, csi, downwardAPI, emptyDir, ephemeral, PVC, projected or secret volumes.",
+        check_volume_types,
+    ),
+    Control(
+        "kubernetes-pod-privilege-escalation",
+        "restricted",
+        "Containers must set allowPrivilegeEscalation: false.",
+        "Set securityContext.allowPrivilegeEscalation: false.",
+        check_privilege_escalation,
+    ),
+    Control(
+        "kubernetes-pod-run-as-non-root",
+        "restricted",
+        "Containers must run with runAsNonRoot: true.",
+        "Set runAsNonRoot: true on the pod or container.",
+        check_run_as_non_root,
+    ),
+    Control(
+        "kubernetes-pod-run-as-user",
+        "restricted",
+        "Containers must not run as UID 0.",
+        "Set runAsUser to a non-zero UID.",
+        check_run_as_user,
+    ),
+    Control(
+        "kubernetes-pod-seccomp-restricted",
+        "restricted",
+        "A RuntimeDefault or Localhost seccomp profile is required.",
+        "Set seccompProfile.type: RuntimeDefault on the pod.",
+        check_seccomp_restricted,
+    ),
+    Control(
+        "kubernetes-pod-capabilities-restricted",
+        "restricted",
+        "Containers must drop ALL and add at most NET_BIND_SERVICE.",
+        "Set capabilities.drop: [ALL].",
+        check_capabilities_restricted,
+    ),
 )
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
-
 from common import ADVISORY, plain, resource_policy, stack_policy
+from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 from runner_checks import JOB_SECURITY_MODE_ANNOTATION, manager_context_problems, parse_runner_config, runner_config_problems
 
 RELEASE_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
@@ -15,10 +14,19 @@ UNCONFINED_POLICY = "gitlab-runner-unconfined-profiles"
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 
 RUNNER_POLICIES = {
-    "gitlab-runner-privileged": ("No job container may run privileged (or as UID 0 at pod level).", "Set privileged = false everywhere in runners.config."),
-    "gitlab-runner-privilege-escalation": ("Helper and service containers must set allow_privilege_escalation = false; only rootless BuildKit's build container may keep it.", "Set allow_privilege_escalation = false in the helper/service container security contexts."),
+    "gitlab-runner-privileged": (
+        "No job container may run privileged (or as UID 0 at pod level).",
+        "Set privileged = false everywhere in runners.config.",
+    ),
+    "gitlab-runner-privilege-escalation": (
+        "Helper and service containers must set allow_privilege_escalation = false; only rootless BuildKit's build container may keep it.",
+        "Set allow_privilege_escalation = false in the helper/service container security contexts.",
+    ),
     "gitlab-runner-capabilities": ("Job containers must not add capabilities.", "Remove cap_add and capabilities.add."),
-    "gitlab-runner-overwrites": ("Jobs must not be able to overwrite namespace, service account, token, annotations, labels, node placement or helper image.", "Remove the *_overwrite_allowed settings."),
+    "gitlab-runner-overwrites": (
+        "Jobs must not be able to overwrite namespace, service account, token, annotations, labels, node placement or helper image.",
+        "Remove the *_overwrite_allowed settings.",
+    ),
     "gitlab-runner-host-volumes": ("Job pods must not mount host paths.", "Remove [[runners.kubernetes.volumes.host_path]]."),
 }
 
@@ -82,7 +90,9 @@ def acknowledged_unconfined_namespaces(args: StackValidationArgs) -> set[str]:
         if r.resource_type != "kubernetes:core/v1:Namespace":
             continue
         meta = r.props.get("metadata") or {}
-        if (meta.get("annotations") or {}).get(JOB_SECURITY_MODE_ANNOTATION) == "unconfined" and (meta.get("labels") or {}).get(PSA_ENFORCE) == "privileged":
+        if (meta.get("annotations") or {}).get(JOB_SECURITY_MODE_ANNOTATION) == "unconfined" and (meta.get("labels") or {}).get(
+            PSA_ENFORCE
+        ) == "privileged":
             names.add(meta.get("name"))
     return names
 

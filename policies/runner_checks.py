@@ -55,15 +55,30 @@ class RunnerException:
 
 RUNNER_EXCEPTIONS: tuple[RunnerException, ...] = (
     # rootlesskit calls setuid newuidmap/newgidmap: no_new_privs breaks it (moby/buildkit#1671).
-    RunnerException("buildkit-escalation", "build", ("moby/buildkit:*-rootless*", "moby/buildkit:rootless*", "moby/buildkit@*"), "allow_privilege_escalation"),
+    RunnerException(
+        "buildkit-escalation",
+        "build",
+        ("moby/buildkit:*-rootless*", "moby/buildkit:rootless*", "moby/buildkit@*"),
+        "allow_privilege_escalation",
+    ),
     # newuidmap needs SETUID/SETGID in the bounding set.
-    RunnerException("buildkit-keep-setid-caps", "build", ("moby/buildkit:*-rootless*", "moby/buildkit:rootless*", "moby/buildkit@*"), "no_drop_all"),
+    RunnerException(
+        "buildkit-keep-setid-caps", "build", ("moby/buildkit:*-rootless*", "moby/buildkit:rootless*", "moby/buildkit@*"), "no_drop_all"
+    ),
     # Upstream examples run unconfined so unshare(2)/mount(2) work; only in the acknowledged mode.
-    RunnerException("buildkit-unconfined", "build", ("moby/buildkit:*-rootless*", "moby/buildkit:rootless*", "moby/buildkit@*"), "unconfined_profiles", "acknowledged-unconfined"),
+    RunnerException(
+        "buildkit-unconfined",
+        "build",
+        ("moby/buildkit:*-rootless*", "moby/buildkit:rootless*", "moby/buildkit@*"),
+        "unconfined_profiles",
+        "acknowledged-unconfined",
+    ),
 )
 
 
-def exception_for(relaxation: str, container: str, image: str, namespace: str, unconfined_namespaces: Iterable[str]) -> RunnerException | None:
+def exception_for(
+    relaxation: str, container: str, image: str, namespace: str, unconfined_namespaces: Iterable[str]
+) -> RunnerException | None:
     for exc in RUNNER_EXCEPTIONS:
         if exc.relaxation != relaxation or exc.container != container:
             continue
@@ -112,11 +127,20 @@ def runner_config_problems(config: Mapping[str, Any], unconfined_namespaces: Ite
                 add("gitlab-runner-capabilities", f"{where}.kubernetes.{key}.capabilities.add = {list(caps['add'])}")
             escalation = ctx.get("allow_privilege_escalation")
             if escalation is not False and not allowed("allow_privilege_escalation", container):
-                add("gitlab-runner-privilege-escalation", f"{where}.kubernetes.{key}.allow_privilege_escalation must be false (is {escalation!r})")
+                add(
+                    "gitlab-runner-privilege-escalation",
+                    f"{where}.kubernetes.{key}.allow_privilege_escalation must be false (is {escalation!r})",
+                )
             if container == "build" and "ALL" in list(caps.get("drop") or []) and allowed("no_drop_all", container):
-                add("gitlab-runner-buildkit-needs", f"{where}.kubernetes.{key} drops ALL: rootless BuildKit loses SETUID/SETGID (newuidmap fails)")
+                add(
+                    "gitlab-runner-buildkit-needs",
+                    f"{where}.kubernetes.{key} drops ALL: rootless BuildKit loses SETUID/SETGID (newuidmap fails)",
+                )
             if container == "build" and escalation is False and image.startswith("moby/buildkit"):
-                add("gitlab-runner-buildkit-needs", f"{where}.kubernetes.{key}.allow_privilege_escalation = false breaks rootlesskit (newuidmap: Could not set caps)")
+                add(
+                    "gitlab-runner-buildkit-needs",
+                    f"{where}.kubernetes.{key}.allow_privilege_escalation = false breaks rootlesskit (newuidmap: Could not set caps)",
+                )
         for key in UNSAFE_OVERWRITES:
             if kube.get(key):
                 add("gitlab-runner-overwrites", f"{where}.kubernetes.{key} = {kube[key]!r} lets a job relax its pod")

@@ -9,7 +9,6 @@ import pytest
 
 from components.aws_documents import (
     AUTH_ACTION,
-    PUSH_ACTIONS,
     application_lifecycle,
     cache_lifecycle,
     gitlab_trust_policy,
@@ -84,7 +83,9 @@ def test_trust_policy_binds_aud_and_sub_with_string_like_only_for_patterns() -> 
         OidcSubject(project_path="acme/web", ref="main"),
         OidcSubject(project_path="acme/api", ref_type="tag", ref="v*"),
     ]
-    doc = gitlab_trust_policy("arn:aws:iam::123456789012:oidc-provider/gitlab.example.com", "gitlab.example.com", "https://gitlab.example.com", subjects)
+    doc = gitlab_trust_policy(
+        "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com", "gitlab.example.com", "https://gitlab.example.com", subjects
+    )
     exact, patterns = doc["Statement"]
     assert exact["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert exact["Principal"] == {"Federated": "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"}
@@ -141,8 +142,14 @@ def _rule(**selection: object) -> dict:
         ([_rule(tagStatus="tagged")], "rules[0]: tagStatus 'tagged' needs tagPatternList or tagPrefixList"),
         ([_rule(tagPrefixList=["v"])], "rules[0]: tagPatternList/tagPrefixList are only allowed with tagStatus 'tagged'"),
         ([_rule(tagStatus="tagged", tagPrefixList=["v"], tagPatternList=["v*"])], "use tagPatternList or tagPrefixList, not both"),
-        ([{**_rule(tagStatus="any"), "rulePriority": 2}, {**_rule(), "rulePriority": 3}], "the tagStatus 'any' rule must have the highest rulePriority"),
-        ([{**_rule(tagStatus="any"), "rulePriority": 1}, {**_rule(tagStatus="any"), "rulePriority": 2}], "only one rule may have tagStatus 'any'"),
+        (
+            [{**_rule(tagStatus="any"), "rulePriority": 2}, {**_rule(), "rulePriority": 3}],
+            "the tagStatus 'any' rule must have the highest rulePriority",
+        ),
+        (
+            [{**_rule(tagStatus="any"), "rulePriority": 1}, {**_rule(tagStatus="any"), "rulePriority": 2}],
+            "only one rule may have tagStatus 'any'",
+        ),
         ([_rule(countUnit=None)], "rules[0]: countType 'sinceImagePushed' needs countUnit 'days'"),
         ([_rule(countType="imageCountMoreThan")], "rules[0]: countUnit is not allowed with countType 'imageCountMoreThan'"),
         ([_rule(countNumber=0)], "rules[0].selection.countNumber must be an integer >= 1, got 0"),

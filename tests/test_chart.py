@@ -14,7 +14,7 @@ from verify.chart import ChartUnavailable, RenderedChart, chart_path, render_cha
 from verify.harness import ProgramRun, run_program, run_stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "policies"))
-import psa  # noqa: E402  (pure module of the policy pack; the pack itself is never imported)
+import psa
 
 try:
     chart_path()
@@ -93,14 +93,22 @@ def test_rendered_config_equals_the_typed_model(stack_run: ProgramRun) -> None:
 
 
 def test_template_braces_survive_the_charts_tpl() -> None:
-    run = run_program(make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "description": "x", "nodeSelector": {"team": "{{ .Release.Name }}"}}))
+    run = run_program(
+        make_config(
+            runner={"scope": {"type": "project_type", "projectId": 1}, "description": "x", "nodeSelector": {"team": "{{ .Release.Name }}"}}
+        )
+    )
     chart = rendered(run)
     kube = tomllib.loads(chart.config_template_toml())["runners"][0]["kubernetes"]
     assert kube["node_selector"] == {"team": "{{ .Release.Name }}"}
 
 
 def test_unconfined_mode_reaches_the_rendered_config() -> None:
-    run = run_program(make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined", "acknowledgeUnconfined": True}))
+    run = run_program(
+        make_config(
+            runner={"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined", "acknowledgeUnconfined": True}
+        )
+    )
     kube = tomllib.loads(rendered(run).config_template_toml())["runners"][0]["kubernetes"]
     assert kube["pod_annotations"] == {"container.apparmor.security.beta.kubernetes.io/build": "unconfined"}
     assert "Unconfined" in kube["pod_spec"][0]["patch"]

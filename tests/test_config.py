@@ -6,6 +6,7 @@ import re
 
 import pytest
 from conftest import make_config
+from pydantic import ValidationError
 
 from components.config import ConfigError, is_pinned_image, parse_config, project_config
 
@@ -31,54 +32,123 @@ def test_minimal_config_gets_secure_defaults() -> None:
 
 def test_config_is_frozen() -> None:
     cfg = parse_config(make_config())
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.runner.concurrent = 99  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "concurent": 3}}, r"gitlab-buildkit-runner:runner\.concurent: unknown key"),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "concurent": 3}},
+            r"gitlab-buildkit-runner:runner\.concurent: unknown key",
+        ),
         ({"registri": {}}, r"gitlab-buildkit-runner:registri: unknown key"),
         ({"environment": "qa"}, r"gitlab-buildkit-runner:environment = \"qa\": Input should be 'dev', 'staging' or 'prod'"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "concurrent": 0}}, r"runner\.concurrent = 0: Input should be greater than or equal to 1"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "privileged"}}, r"runner\.jobSecurityMode = \"privileged\": Input should be 'baseline' or 'unconfined'"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined"}}, r"set acknowledgeUnconfined: true"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "acknowledgeUnconfined": True}}, r"only meaningful with jobSecurityMode 'unconfined'"),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "concurrent": 0}},
+            r"runner\.concurrent = 0: Input should be greater than or equal to 1",
+        ),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "privileged"}},
+            r"runner\.jobSecurityMode = \"privileged\": Input should be 'baseline' or 'unconfined'",
+        ),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined"}},
+            r"set acknowledgeUnconfined: true",
+        ),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "acknowledgeUnconfined": True}},
+            r"only meaningful with jobSecurityMode 'unconfined'",
+        ),
         ({"runner": {"scope": {"type": "group_type"}}}, r"runner\.scope = \{\"type\": \"group_type\"\}: type 'group_type' needs groupId"),
         ({"runner": {"scope": {"type": "instance_type", "projectId": 1}}}, r"type 'instance_type' does not take projectId"),
         ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "tags": [], "runUntagged": False}}, r"could never pick a job"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "tags": ["a b"]}}, r"runner\.tags\.0 = \"a b\": must be a runner tag"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "chartVersion": "latest"}}, r"runner\.chartVersion = \"latest\": must be an exact chart version"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobImage": "Moby/BuildKit::x"}}, r"runner\.jobImage = \"Moby/BuildKit::x\": must be an image reference"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "maximumTimeoutSeconds": 60}}, r"maximumTimeoutSeconds = 60: Input should be greater than or equal to 600"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "buildStateSizeLimit": "1G"}}, r"runner\.buildStateSizeLimit: unknown key"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "buildkitStateSizeLimit": "ten gigs"}}, r"buildkitStateSizeLimit = \"ten gigs\": must be a Kubernetes quantity"),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "tags": ["a b"]}},
+            r"runner\.tags\.0 = \"a b\": must be a runner tag",
+        ),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "chartVersion": "latest"}},
+            r"runner\.chartVersion = \"latest\": must be an exact chart version",
+        ),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobImage": "Moby/BuildKit::x"}},
+            r"runner\.jobImage = \"Moby/BuildKit::x\": must be an image reference",
+        ),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "maximumTimeoutSeconds": 60}},
+            r"maximumTimeoutSeconds = 60: Input should be greater than or equal to 600",
+        ),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "buildStateSizeLimit": "1G"}},
+            r"runner\.buildStateSizeLimit: unknown key",
+        ),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "buildkitStateSizeLimit": "ten gigs"}},
+            r"buildkitStateSizeLimit = \"ten gigs\": must be a Kubernetes quantity",
+        ),
         ({"kubernetes": {"jobNamespace": "Jobs_NS"}}, r"kubernetes\.jobNamespace = \"Jobs_NS\": must be a DNS label"),
         ({"kubernetes": {"jobNamespace": "gitlab-runner"}}, r"must differ from managerNamespace"),
         ({"kubernetes": {"podSecurityVersion": "latest"}}, r"podSecurityVersion = \"latest\": must be a pinned Kubernetes minor"),
         ({"registry": {"region": "eu-west-1", "applications": []}}, r"registry\.applications = \[\]: List should have at least 1 item"),
-        ({"registry": {"region": "eu-west-1", "applications": ["Web"]}}, r"registry\.applications\.0 = \"Web\": must be an ECR repository name"),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["Web"]}},
+            r"registry\.applications\.0 = \"Web\": must be an ECR repository name",
+        ),
         ({"registry": {"region": "eu-west-1", "applications": ["a"]}}, r"applications\.0 = \"a\": must be an ECR repository name: 2-256"),
         ({"registry": {"region": "eu-west-1", "applications": ["web--x_"]}}, r"must be an ECR repository name"),
         ({"registry": {"region": "eu-west-1", "applications": ["x" * 257]}}, r"must be an ECR repository name"),
         ({"registry": {"region": "eu-west-1", "applications": ["web", "api", "web"]}}, r"applications has duplicates: \['web'\]"),
-        ({"registry": {"region": "eu-west-1", "applications": ["web-api", "web.api"]}}, r"map to the same CI variable ECR_REPOSITORY_WEB_API"),
-        ({"registry": {"region": "eu-west-1", "applications": ["buildkit-cache"]}}, r"cacheRepository 'buildkit-cache' is also an application"),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web-api", "web.api"]}},
+            r"map to the same CI variable ECR_REPOSITORY_WEB_API",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["buildkit-cache"]}},
+            r"cacheRepository 'buildkit-cache' is also an application",
+        ),
         ({"registry": {"region": "Europe", "applications": ["web"]}}, r"registry\.region = \"Europe\": must be an AWS region"),
-        ({"registry": {"region": "eu-west-1", "applications": ["web"], "encryption": "KMS"}}, r"kmsKeyArn is required with encryption 'KMS'"),
-        ({"registry": {"region": "eu-west-1", "applications": ["web"], "imageTagMutability": "mutable"}}, r"imageTagMutability = \"mutable\": Input should be 'IMMUTABLE' or 'MUTABLE'"),
-        ({"registry": {"region": "eu-west-1", "applications": ["web"], "pullPrincipals": ["123456789012"]}}, r"pullPrincipals\.0 = \"123456789012\": must be an AWS ARN"),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "encryption": "KMS"}},
+            r"kmsKeyArn is required with encryption 'KMS'",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "imageTagMutability": "mutable"}},
+            r"imageTagMutability = \"mutable\": Input should be 'IMMUTABLE' or 'MUTABLE'",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "pullPrincipals": ["123456789012"]}},
+            r"pullPrincipals\.0 = \"123456789012\": must be an AWS ARN",
+        ),
         ({"credentials": {"mode": "oidc"}}, r"mode 'oidc' needs at least one entry in oidcSubjects"),
         ({"credentials": {"mode": "sso"}}, r"credentials\.mode = \"sso\": Input should be 'access-key' or 'oidc'"),
-        ({"credentials": {"accessKeySlots": ["blue"], "activeAccessKey": "green"}}, r"activeAccessKey 'green' is not one of accessKeySlots"),
+        (
+            {"credentials": {"accessKeySlots": ["blue"], "activeAccessKey": "green"}},
+            r"activeAccessKey 'green' is not one of accessKeySlots",
+        ),
         ({"credentials": {"accessKeySlots": ["blue", "blue"]}}, r"must name 1 or 2 distinct slots"),
         ({"credentials": {"oidcSubjects": [{"projectPath": "a/b", "ref": "main"}]}}, r"only allowed with mode 'oidc'"),
-        ({"credentials": {"mode": "oidc", "oidcSubjects": [{"projectPath": "a/b", "ref": "main; rm"}]}}, r"oidcSubjects\.0\.ref = \"main; rm\""),
-        ({"gitlab": {"url": "http://gitlab.example.com", "variablesProject": "a/b"}}, r"gitlab\.url = \"http://gitlab.example.com\": must be an https URL"),
-        ({"gitlab": {"url": "https://gitlab.example.com", "variablesProject": "a/b", "variablesGroup": "a"}}, r"set exactly one of variablesProject or variablesGroup"),
-        ({"network": {"jobEgressCidrs": ["10.0.0.1/8"]}}, r"network\.jobEgressCidrs\.0 = \"10.0.0.1/8\": must be an IPv4 or IPv6 CIDR with no host bits"),
-        ({"network": {"apiServerCidrs": ["kubernetes.default"]}}, r"apiServerCidrs\.0 = \"kubernetes.default\": must be an IPv4 or IPv6 CIDR"),
+        (
+            {"credentials": {"mode": "oidc", "oidcSubjects": [{"projectPath": "a/b", "ref": "main; rm"}]}},
+            r"oidcSubjects\.0\.ref = \"main; rm\"",
+        ),
+        (
+            {"gitlab": {"url": "http://gitlab.example.com", "variablesProject": "a/b"}},
+            r"gitlab\.url = \"http://gitlab.example.com\": must be an https URL",
+        ),
+        (
+            {"gitlab": {"url": "https://gitlab.example.com", "variablesProject": "a/b", "variablesGroup": "a"}},
+            r"set exactly one of variablesProject or variablesGroup",
+        ),
+        (
+            {"network": {"jobEgressCidrs": ["10.0.0.1/8"]}},
+            r"network\.jobEgressCidrs\.0 = \"10.0.0.1/8\": must be an IPv4 or IPv6 CIDR with no host bits",
+        ),
+        (
+            {"network": {"apiServerCidrs": ["kubernetes.default"]}},
+            r"apiServerCidrs\.0 = \"kubernetes.default\": must be an IPv4 or IPv6 CIDR",
+        ),
         ({"network": {"jobEgressCidrs": []}}, r"jobEgressCidrs is empty"),
     ],
 )
@@ -106,11 +176,23 @@ def test_missing_required_top_level_keys_are_all_reported() -> None:
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobImage": "moby/buildkit:rootless"}}, "runner.jobImage 'moby/buildkit:rootless' must be pinned"),
-        ({"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobImage": "moby/buildkit"}}, "runner.jobImage 'moby/buildkit' must be pinned"),
-        ({"registry": {"region": "eu-west-1", "applications": ["web"], "protect": True, "imageTagMutability": "MUTABLE"}}, "registry.imageTagMutability must be 'IMMUTABLE'"),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobImage": "moby/buildkit:rootless"}},
+            "runner.jobImage 'moby/buildkit:rootless' must be pinned",
+        ),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobImage": "moby/buildkit"}},
+            "runner.jobImage 'moby/buildkit' must be pinned",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "protect": True, "imageTagMutability": "MUTABLE"}},
+            "registry.imageTagMutability must be 'IMMUTABLE'",
+        ),
         ({"registry": {"region": "eu-west-1", "applications": ["web"]}}, "registry.protect must be true"),
-        ({"registry": {"region": "eu-west-1", "applications": ["web"], "protect": True, "forceDelete": True}}, "registry.forceDelete must be false"),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "protect": True, "forceDelete": True}},
+            "registry.forceDelete must be false",
+        ),
     ],
 )
 def test_prod_rules(overrides: dict, fragment: str) -> None:
@@ -145,7 +227,11 @@ def test_image_pinning(image: str, pinned: bool) -> None:
 
 
 def test_unconfined_mode_with_acknowledgement_is_accepted() -> None:
-    cfg = parse_config(make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined", "acknowledgeUnconfined": True}))
+    cfg = parse_config(
+        make_config(
+            runner={"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined", "acknowledgeUnconfined": True}
+        )
+    )
     assert cfg.runner.job_security_mode == "unconfined"
 
 

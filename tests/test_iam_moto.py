@@ -42,7 +42,9 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     server = Path(sys.executable).with_name("moto_server")
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_CALLS), "HOME": str(tmp_path_factory.mktemp("moto"))}
-    process = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -99,7 +101,18 @@ def test_push_identity_can_log_in_and_push(endpoint: str, pusher: dict[str, str]
     # Push/pull calls are authorised (they may still fail for lack of a registry data plane, never with 403).
     for call in (
         lambda: ecr.batch_check_layer_availability(repositoryName="acme/web", layerDigests=["sha256:" + "0" * 64]),
-        lambda: ecr.put_image(repositoryName="acme/web", imageManifest=json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2, "digest": "sha256:" + "1" * 64}, "layers": []}), imageTag="v1"),
+        lambda: ecr.put_image(
+            repositoryName="acme/web",
+            imageManifest=json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2, "digest": "sha256:" + "1" * 64},
+                    "layers": [],
+                }
+            ),
+            imageTag="v1",
+        ),
         lambda: ecr.batch_get_image(repositoryName="acme/web", imageIds=[{"imageTag": "v1"}]),
     ):
         assert not denied(call)
@@ -111,8 +124,30 @@ def test_push_identity_cannot_administer_or_leave_ecr(endpoint: str, pusher: dic
     s3 = client("s3", endpoint, pusher["key"], pusher["secret"])
     assert denied(lambda: ecr.delete_repository(repositoryName="acme/web", force=True))
     assert denied(lambda: ecr.create_repository(repositoryName="evil"))
-    assert denied(lambda: ecr.put_lifecycle_policy(repositoryName="acme/web", lifecyclePolicyText=json.dumps({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]})))
-    assert denied(lambda: ecr.set_repository_policy(repositoryName="acme/web", policyText=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"}]})))
+    assert denied(
+        lambda: ecr.put_lifecycle_policy(
+            repositoryName="acme/web",
+            lifecyclePolicyText=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
+                            "action": {"type": "expire"},
+                        }
+                    ]
+                }
+            ),
+        )
+    )
+    assert denied(
+        lambda: ecr.set_repository_policy(
+            repositoryName="acme/web",
+            policyText=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "ecr:BatchGetImage"}]}
+            ),
+        )
+    )
     assert denied(lambda: iam.list_users())
     assert denied(lambda: iam.create_access_key(UserName="pusher"))
     assert denied(lambda: s3.list_buckets())

@@ -99,7 +99,12 @@ def test_job_network_policies_exact() -> None:
     assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     assert dns["to"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
     assert internet["to"] == [
-        {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32", "172.20.0.1/32", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]}},
+        {
+            "ipBlock": {
+                "cidr": "0.0.0.0/0",
+                "except": ["169.254.169.254/32", "172.20.0.1/32", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"],
+            }
+        },
         {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128", "fc00::/7"]}},
     ]
     assert "ports" not in internet
@@ -119,11 +124,21 @@ def test_allowed_range_inside_an_excluded_range_is_a_config_error() -> None:
 
 def test_manager_network_policies_exact() -> None:
     policies = manager_network_policies(
-        cfg(network={"apiServerCidrs": ["10.20.0.0/16"], "gitlabCidrs": ["203.0.113.0/24"], "metricsNamespace": "monitoring", "apiServerPort": 6443})
+        cfg(
+            network={
+                "apiServerCidrs": ["10.20.0.0/16"],
+                "gitlabCidrs": ["203.0.113.0/24"],
+                "metricsNamespace": "monitoring",
+                "apiServerPort": 6443,
+            }
+        )
     )
     ingress = policies["manager-ingress"]
     assert ingress["ingress"] == [
-        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}], "ports": [{"protocol": "TCP", "port": 9252}]}
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"protocol": "TCP", "port": 9252}],
+        }
     ]
     _, gitlab, api = policies["manager-egress"]["egress"]
     assert gitlab == {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"protocol": "TCP", "port": 443}]}

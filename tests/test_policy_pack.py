@@ -19,21 +19,48 @@ from verify.policy_client import UNKNOWN, Diagnostic, PolicyPack, ResourceInput
 pytestmark = pytest.mark.xdist_group("policy-pack")
 
 BASELINE_POLICIES = [
-    "kubernetes-pod-privileged", "kubernetes-pod-host-namespaces", "kubernetes-pod-host-path", "kubernetes-pod-host-ports",
-    "kubernetes-pod-capabilities-baseline", "kubernetes-pod-proc-mount", "kubernetes-pod-selinux", "kubernetes-pod-apparmor",
-    "kubernetes-pod-seccomp-baseline", "kubernetes-pod-sysctls", "kubernetes-pod-windows-host-process",
+    "kubernetes-pod-privileged",
+    "kubernetes-pod-host-namespaces",
+    "kubernetes-pod-host-path",
+    "kubernetes-pod-host-ports",
+    "kubernetes-pod-capabilities-baseline",
+    "kubernetes-pod-proc-mount",
+    "kubernetes-pod-selinux",
+    "kubernetes-pod-apparmor",
+    "kubernetes-pod-seccomp-baseline",
+    "kubernetes-pod-sysctls",
+    "kubernetes-pod-windows-host-process",
 ]
 RESTRICTED_POLICIES = [
-    "kubernetes-pod-volume-types", "kubernetes-pod-privilege-escalation", "kubernetes-pod-run-as-non-root",
-    "kubernetes-pod-run-as-user", "kubernetes-pod-seccomp-restricted", "kubernetes-pod-capabilities-restricted",
+    "kubernetes-pod-volume-types",
+    "kubernetes-pod-privilege-escalation",
+    "kubernetes-pod-run-as-non-root",
+    "kubernetes-pod-run-as-user",
+    "kubernetes-pod-seccomp-restricted",
+    "kubernetes-pod-capabilities-restricted",
 ]
 OTHER_MANDATORY = [
-    "gitlab-runner-privileged", "gitlab-runner-privilege-escalation", "gitlab-runner-capabilities", "gitlab-runner-overwrites",
-    "gitlab-runner-host-volumes", "gitlab-runner-manager-restricted", "gitlab-runner-unconfined-profiles",
-    "kubernetes-namespace-psa-labels", "kubernetes-namespace-privileged-acknowledged", "kubernetes-rbac-no-wildcards",
-    "kubernetes-rbac-no-cluster-admin", "kubernetes-job-egress-blocks-metadata", "kubernetes-job-deny-ingress",
-    "aws-ecr-scan-on-push", "aws-ecr-encryption", "aws-ecr-immutable-tags", "aws-ecr-lifecycle-policy",
-    "aws-iam-no-wildcard-actions", "aws-iam-no-wildcard-resources", "aws-iam-no-admin", "aws-iam-oidc-trust-sub",
+    "gitlab-runner-privileged",
+    "gitlab-runner-privilege-escalation",
+    "gitlab-runner-capabilities",
+    "gitlab-runner-overwrites",
+    "gitlab-runner-host-volumes",
+    "gitlab-runner-manager-restricted",
+    "gitlab-runner-unconfined-profiles",
+    "kubernetes-namespace-psa-labels",
+    "kubernetes-namespace-privileged-acknowledged",
+    "kubernetes-rbac-no-wildcards",
+    "kubernetes-rbac-no-cluster-admin",
+    "kubernetes-job-egress-blocks-metadata",
+    "kubernetes-job-deny-ingress",
+    "aws-ecr-scan-on-push",
+    "aws-ecr-encryption",
+    "aws-ecr-immutable-tags",
+    "aws-ecr-lifecycle-policy",
+    "aws-iam-no-wildcard-actions",
+    "aws-iam-no-wildcard-resources",
+    "aws-iam-no-admin",
+    "aws-iam-oidc-trust-sub",
 ]
 OTHER_ADVISORY = ["gitlab-runner-buildkit-needs"]
 
@@ -84,11 +111,19 @@ def wrap(kind: str, pod: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         "PodTemplate": ("core/v1", "v1", {"metadata": {"name": "t"}, "template": template}),
         "ReplicationController": ("core/v1", "v1", {"metadata": {"name": "rc"}, "spec": {"selector": {"app": "x"}, "template": template}}),
         "Deployment": ("apps/v1", "apps/v1", {"metadata": {"name": "d"}, "spec": {"selector": selector, "template": template}}),
-        "StatefulSet": ("apps/v1", "apps/v1", {"metadata": {"name": "s"}, "spec": {"selector": selector, "serviceName": "s", "template": template}}),
+        "StatefulSet": (
+            "apps/v1",
+            "apps/v1",
+            {"metadata": {"name": "s"}, "spec": {"selector": selector, "serviceName": "s", "template": template}},
+        ),
         "DaemonSet": ("apps/v1", "apps/v1", {"metadata": {"name": "ds"}, "spec": {"selector": selector, "template": template}}),
         "ReplicaSet": ("apps/v1", "apps/v1", {"metadata": {"name": "rs"}, "spec": {"selector": selector, "template": template}}),
         "Job": ("batch/v1", "batch/v1", {"metadata": {"name": "j"}, "spec": {"template": template}}),
-        "CronJob": ("batch/v1", "batch/v1", {"metadata": {"name": "cj"}, "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}}}),
+        "CronJob": (
+            "batch/v1",
+            "batch/v1",
+            {"metadata": {"name": "cj"}, "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}}},
+        ),
     }
     group, api_version, body = bodies[kind]
     return f"kubernetes:{group}:{kind}", {"apiVersion": api_version, "kind": kind, **body}
@@ -107,20 +142,48 @@ POD_MUTATIONS: list[tuple[str, Mutation, set[str]]] = [
     ("hostNetwork", lambda p: p["spec"].update(hostNetwork=True), {"kubernetes-pod-host-namespaces"}),
     ("hostPID", lambda p: p["spec"].update(hostPID=True), {"kubernetes-pod-host-namespaces"}),
     ("hostIPC", lambda p: p["spec"].update(hostIPC=True), {"kubernetes-pod-host-namespaces"}),
-    ("hostPath", lambda p: p["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), {"kubernetes-pod-host-path", "kubernetes-pod-volume-types"}),
+    (
+        "hostPath",
+        lambda p: p["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
+        {"kubernetes-pod-host-path", "kubernetes-pod-volume-types"},
+    ),
     ("hostPort", lambda p: p["spec"]["containers"][0]["ports"][0].update(hostPort=8080), {"kubernetes-pod-host-ports"}),
-    ("add SYS_ADMIN", lambda p: first(p)["capabilities"].update(add=["SYS_ADMIN"]), {"kubernetes-pod-capabilities-baseline", "kubernetes-pod-capabilities-restricted"}),
+    (
+        "add SYS_ADMIN",
+        lambda p: first(p)["capabilities"].update(add=["SYS_ADMIN"]),
+        {"kubernetes-pod-capabilities-baseline", "kubernetes-pod-capabilities-restricted"},
+    ),
     ("add CHOWN", lambda p: first(p)["capabilities"].update(add=["CHOWN"]), {"kubernetes-pod-capabilities-restricted"}),
     ("procMount", lambda p: first(p).update(procMount="Unmasked"), {"kubernetes-pod-proc-mount"}),
     ("selinux type", lambda p: first(p).update(seLinuxOptions={"type": "spc_t"}), {"kubernetes-pod-selinux"}),
     ("selinux user", lambda p: p["spec"]["securityContext"].update(seLinuxOptions={"user": "root"}), {"kubernetes-pod-selinux"}),
-    ("apparmor annotation", lambda p: p["metadata"].update(annotations={"container.apparmor.security.beta.kubernetes.io/app": "unconfined"}), {"kubernetes-pod-apparmor"}),
+    (
+        "apparmor annotation",
+        lambda p: p["metadata"].update(annotations={"container.apparmor.security.beta.kubernetes.io/app": "unconfined"}),
+        {"kubernetes-pod-apparmor"},
+    ),
     ("apparmor field", lambda p: first(p).update(appArmorProfile={"type": "Unconfined"}), {"kubernetes-pod-apparmor"}),
-    ("seccomp container", lambda p: first(p).update(seccompProfile={"type": "Unconfined"}), {"kubernetes-pod-seccomp-baseline", "kubernetes-pod-seccomp-restricted"}),
-    ("seccomp pod", lambda p: p["spec"]["securityContext"].update(seccompProfile={"type": "Unconfined"}), {"kubernetes-pod-seccomp-baseline", "kubernetes-pod-seccomp-restricted"}),
-    ("sysctl", lambda p: p["spec"]["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"}]), {"kubernetes-pod-sysctls"}),
+    (
+        "seccomp container",
+        lambda p: first(p).update(seccompProfile={"type": "Unconfined"}),
+        {"kubernetes-pod-seccomp-baseline", "kubernetes-pod-seccomp-restricted"},
+    ),
+    (
+        "seccomp pod",
+        lambda p: p["spec"]["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+        {"kubernetes-pod-seccomp-baseline", "kubernetes-pod-seccomp-restricted"},
+    ),
+    (
+        "sysctl",
+        lambda p: p["spec"]["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"}]),
+        {"kubernetes-pod-sysctls"},
+    ),
     ("hostProcess", lambda p: first(p).update(windowsOptions={"hostProcess": True}), {"kubernetes-pod-windows-host-process"}),
-    ("nfs volume", lambda p: p["spec"]["volumes"].append({"name": "n", "nfs": {"server": "s", "path": "/"}}), {"kubernetes-pod-volume-types"}),
+    (
+        "nfs volume",
+        lambda p: p["spec"]["volumes"].append({"name": "n", "nfs": {"server": "s", "path": "/"}}),
+        {"kubernetes-pod-volume-types"},
+    ),
     ("escalation", lambda p: first(p).update(allowPrivilegeEscalation=True), {"kubernetes-pod-privilege-escalation"}),
     ("runAsNonRoot false", lambda p: first(p).update(runAsNonRoot=False), {"kubernetes-pod-run-as-non-root"}),
     ("runAsUser 0", lambda p: first(p).update(runAsUser=0), {"kubernetes-pod-run-as-user"}),
@@ -128,12 +191,18 @@ POD_MUTATIONS: list[tuple[str, Mutation, set[str]]] = [
     ("no drop ALL", lambda p: first(p)["capabilities"].update(drop=["NET_RAW"]), {"kubernetes-pod-capabilities-restricted"}),
     (
         "privileged initContainer",
-        lambda p: p["spec"].update(initContainers=[{**copy.deepcopy(p["spec"]["containers"][0]), "name": "init", "securityContext": {**first(p), "privileged": True}}]),
+        lambda p: p["spec"].update(
+            initContainers=[
+                {**copy.deepcopy(p["spec"]["containers"][0]), "name": "init", "securityContext": {**first(p), "privileged": True}}
+            ]
+        ),
         {"kubernetes-pod-privileged"},
     ),
     (
         "privileged ephemeralContainer",
-        lambda p: p["spec"].update(ephemeralContainers=[{"name": "debug", "image": "busybox", "securityContext": {**first(p), "privileged": True}}]),
+        lambda p: p["spec"].update(
+            ephemeralContainers=[{"name": "debug", "image": "busybox", "securityContext": {**first(p), "privileged": True}}]
+        ),
         {"kubernetes-pod-privileged"},
     ),
 ]
@@ -150,7 +219,9 @@ def test_compliant_pod_passes_every_workload_kind(pack: PolicyPack, kind: str) -
 
 @pytest.mark.parametrize("kind", WORKLOAD_KINDS)
 @pytest.mark.parametrize(("label", "mutate", "expected"), POD_MUTATIONS, ids=[m[0] for m in POD_MUTATIONS])
-def test_one_change_gives_exactly_the_expected_violation(pack: PolicyPack, kind: str, label: str, mutate: Mutation, expected: set[str]) -> None:
+def test_one_change_gives_exactly_the_expected_violation(
+    pack: PolicyPack, kind: str, label: str, mutate: Mutation, expected: set[str]
+) -> None:
     pod = copy.deepcopy(COMPLIANT_POD)
     mutate(pod)
     found = analyze(pack, *wrap(kind, pod))
@@ -189,7 +260,9 @@ def test_unknown_pod_template_fails_closed(pack: PolicyPack) -> None:
 
 
 def test_other_resource_types_are_ignored_by_pod_policies(pack: PolicyPack) -> None:
-    assert analyze(pack, "kubernetes:core/v1:ConfigMap", {"apiVersion": "v1", "kind": "ConfigMap", "data": {"spec": "privileged: true"}}) == []
+    assert (
+        analyze(pack, "kubernetes:core/v1:ConfigMap", {"apiVersion": "v1", "kind": "ConfigMap", "data": {"spec": "privileged: true"}}) == []
+    )
 
 
 def test_configuration_changes_enforcement() -> None:
@@ -211,12 +284,15 @@ def test_documented_policy_config_example_is_accepted() -> None:
     example = json.loads((ROOT / "policies" / "policy-config.restricted.json").read_text())
     with PolicyPack() as pack:
         pack.configure(example)
-        levels = {d.policy: d.level for d in analyze(pack, *wrap("Pod", {"metadata": {}, "spec": {"containers": [{"name": "a", "image": "b"}]}}))}
+        levels = {
+            d.policy: d.level for d in analyze(pack, *wrap("Pod", {"metadata": {}, "spec": {"containers": [{"name": "a", "image": "b"}]}}))
+        }
     assert all(levels[p] == "mandatory" for p in RESTRICTED_POLICIES if p in levels)
     assert "kubernetes-pod-run-as-non-root" in levels
 
 
 # --- The stack against the pack -----------------------------------------------------------------
+
 
 def stack_resources(run: ProgramRun) -> list[ResourceInput]:
     return [ResourceInput(r.type, r.name, r.urn, r.inputs) for r in run.resources if r.custom]
@@ -233,7 +309,9 @@ def test_every_stack_passes_its_own_pack(pack: PolicyPack, stack: str) -> None:
     assert [d for d in found if d.level == "mandatory"] == []
 
 
-def replace(resources: list[ResourceInput], typ: str, change: Callable[[dict[str, Any]], None], name: str | None = None) -> list[ResourceInput]:
+def replace(
+    resources: list[ResourceInput], typ: str, change: Callable[[dict[str, Any]], None], name: str | None = None
+) -> list[ResourceInput]:
     result = []
     for r in resources:
         props = copy.deepcopy(dict(r.props))
@@ -256,7 +334,13 @@ def test_adding_one_privileged_pod_gives_exactly_one_violation(pack: PolicyPack,
 
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
-RUNNER_CONFIG_POLICIES = ["gitlab-runner-privileged", "gitlab-runner-privilege-escalation", "gitlab-runner-capabilities", "gitlab-runner-overwrites", "gitlab-runner-host-volumes"]
+RUNNER_CONFIG_POLICIES = [
+    "gitlab-runner-privileged",
+    "gitlab-runner-privilege-escalation",
+    "gitlab-runner-capabilities",
+    "gitlab-runner-overwrites",
+    "gitlab-runner-host-volumes",
+]
 
 
 def runner_toml_edit(edit: Callable[[str], str]) -> Callable[[dict[str, Any]], None]:
@@ -270,18 +354,61 @@ def runner_toml_edit(edit: Callable[[str], str]) -> Callable[[dict[str, Any]], N
     ("label", "edit", "expected"),
     [
         ("privileged", lambda t: t.replace("privileged = false", "privileged = true", 1), ["gitlab-runner-privileged"]),
-        ("helper escalation", lambda t: t.replace("[runners.kubernetes.helper_container_security_context]\nprivileged = false\nallow_privilege_escalation = false",
-                                                  "[runners.kubernetes.helper_container_security_context]\nprivileged = false\nallow_privilege_escalation = true"), ["gitlab-runner-privilege-escalation"]),
-        ("global escalation", lambda t: t.replace('privileged = false\n', 'privileged = false\nallow_privilege_escalation = true\n', 1), ["gitlab-runner-privilege-escalation"]),
-        ("cap_add", lambda t: t.replace('privileged = false\n', 'privileged = false\ncap_add = ["SYS_ADMIN"]\n', 1), ["gitlab-runner-capabilities"]),
-        ("overwrite", lambda t: t.replace('privileged = false\n', 'privileged = false\nnamespace_overwrite_allowed = ".*"\n', 1), ["gitlab-runner-overwrites"]),
-        ("host path", lambda t: t + '\n[[runners.kubernetes.volumes.host_path]]\nname = "docker"\nmount_path = "/var/run/docker.sock"\n', ["gitlab-runner-host-volumes"]),
-        ("apparmor unconfined", lambda t: t.replace('privileged = false\n', 'privileged = false\n[runners.kubernetes.pod_annotations]\n"container.apparmor.security.beta.kubernetes.io/build" = "unconfined"\n', 1), ["gitlab-runner-unconfined-profiles"]),
+        (
+            "helper escalation",
+            lambda t: t.replace(
+                "[runners.kubernetes.helper_container_security_context]\nprivileged = false\nallow_privilege_escalation = false",
+                "[runners.kubernetes.helper_container_security_context]\nprivileged = false\nallow_privilege_escalation = true",
+            ),
+            ["gitlab-runner-privilege-escalation"],
+        ),
+        (
+            "global escalation",
+            lambda t: t.replace("privileged = false\n", "privileged = false\nallow_privilege_escalation = true\n", 1),
+            ["gitlab-runner-privilege-escalation"],
+        ),
+        (
+            "cap_add",
+            lambda t: t.replace("privileged = false\n", 'privileged = false\ncap_add = ["SYS_ADMIN"]\n', 1),
+            ["gitlab-runner-capabilities"],
+        ),
+        (
+            "overwrite",
+            lambda t: t.replace("privileged = false\n", 'privileged = false\nnamespace_overwrite_allowed = ".*"\n', 1),
+            ["gitlab-runner-overwrites"],
+        ),
+        (
+            "host path",
+            lambda t: t + '\n[[runners.kubernetes.volumes.host_path]]\nname = "docker"\nmount_path = "/var/run/docker.sock"\n',
+            ["gitlab-runner-host-volumes"],
+        ),
+        (
+            "apparmor unconfined",
+            lambda t: t.replace(
+                "privileged = false\n",
+                'privileged = false\n[runners.kubernetes.pod_annotations]\n"container.apparmor.security.beta.kubernetes.io/build" = "unconfined"\n',
+                1,
+            ),
+            ["gitlab-runner-unconfined-profiles"],
+        ),
         # Unparseable TOML cannot pass any check that reads it (fail closed).
-        ("not toml", lambda t: t + "\n[[[broken", sorted([*RUNNER_CONFIG_POLICIES, "gitlab-runner-unconfined-profiles", "kubernetes-job-deny-ingress", "kubernetes-job-egress-blocks-metadata"])),
+        (
+            "not toml",
+            lambda t: t + "\n[[[broken",
+            sorted(
+                [
+                    *RUNNER_CONFIG_POLICIES,
+                    "gitlab-runner-unconfined-profiles",
+                    "kubernetes-job-deny-ingress",
+                    "kubernetes-job-egress-blocks-metadata",
+                ]
+            ),
+        ),
     ],
 )
-def test_runner_config_violations(pack: PolicyPack, dev_resources: list[ResourceInput], label: str, edit: Callable[[str], str], expected: list[str]) -> None:
+def test_runner_config_violations(
+    pack: PolicyPack, dev_resources: list[ResourceInput], label: str, edit: Callable[[str], str], expected: list[str]
+) -> None:
     assert mandatory(pack, replace(dev_resources, RELEASE, runner_toml_edit(edit))) == expected
 
 
@@ -309,7 +436,9 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
 
     from verify.harness import run_program
 
-    raw = make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined", "acknowledgeUnconfined": True})
+    raw = make_config(
+        runner={"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined", "acknowledgeUnconfined": True}
+    )
     resources = stack_resources(run_program(raw))
     with PolicyPack() as pack:
         assert mandatory(pack, resources) == []
@@ -329,29 +458,117 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
 @pytest.mark.parametrize(
     ("typ", "name", "change", "expected"),
     [
-        ("kubernetes:core/v1:Namespace", "runner-jobs", lambda p: p["metadata"]["labels"].pop("pod-security.kubernetes.io/enforce"), ["kubernetes-namespace-psa-labels"]),
-        ("kubernetes:core/v1:Namespace", "runner-manager", lambda p: p["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce-version": "latest"}), ["kubernetes-namespace-psa-labels"]),
-        ("kubernetes:core/v1:Namespace", "runner-manager", lambda p: p["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "privileged"}), ["kubernetes-namespace-privileged-acknowledged"]),
-        ("kubernetes:rbac.authorization.k8s.io/v1:Role", None, lambda p: p["rules"][0]["verbs"].append("*"), ["kubernetes-rbac-no-wildcards"]),
-        ("kubernetes:rbac.authorization.k8s.io/v1:Role", None, lambda p: p["rules"][0].update(resources=["*"]), ["kubernetes-rbac-no-wildcards"]),
-        ("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", None, lambda p: p.update(roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}), ["kubernetes-rbac-no-cluster-admin"]),
-        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "runner-restrict-egress", lambda p: p["spec"]["egress"][1]["to"][0]["ipBlock"].pop("except"), ["kubernetes-job-egress-blocks-metadata"]),
-        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "runner-restrict-egress", lambda p: p["spec"]["egress"].append({}), ["kubernetes-job-egress-blocks-metadata"] * 2),  # IPv4 and IPv6
-        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "runner-restrict-egress", lambda p: p["metadata"].update(namespace="elsewhere"), ["kubernetes-job-egress-blocks-metadata"]),
-        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "runner-deny-ingress", lambda p: p["spec"].update(ingress=[{}]), ["kubernetes-job-deny-ingress"]),
-        ("aws:ecr/repository:Repository", "ecr-web", lambda p: p.update(imageScanningConfiguration={"scanOnPush": False}), ["aws-ecr-scan-on-push"]),
+        (
+            "kubernetes:core/v1:Namespace",
+            "runner-jobs",
+            lambda p: p["metadata"]["labels"].pop("pod-security.kubernetes.io/enforce"),
+            ["kubernetes-namespace-psa-labels"],
+        ),
+        (
+            "kubernetes:core/v1:Namespace",
+            "runner-manager",
+            lambda p: p["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce-version": "latest"}),
+            ["kubernetes-namespace-psa-labels"],
+        ),
+        (
+            "kubernetes:core/v1:Namespace",
+            "runner-manager",
+            lambda p: p["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "privileged"}),
+            ["kubernetes-namespace-privileged-acknowledged"],
+        ),
+        (
+            "kubernetes:rbac.authorization.k8s.io/v1:Role",
+            None,
+            lambda p: p["rules"][0]["verbs"].append("*"),
+            ["kubernetes-rbac-no-wildcards"],
+        ),
+        (
+            "kubernetes:rbac.authorization.k8s.io/v1:Role",
+            None,
+            lambda p: p["rules"][0].update(resources=["*"]),
+            ["kubernetes-rbac-no-wildcards"],
+        ),
+        (
+            "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+            None,
+            lambda p: p.update(roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}),
+            ["kubernetes-rbac-no-cluster-admin"],
+        ),
+        (
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+            "runner-restrict-egress",
+            lambda p: p["spec"]["egress"][1]["to"][0]["ipBlock"].pop("except"),
+            ["kubernetes-job-egress-blocks-metadata"],
+        ),
+        (
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+            "runner-restrict-egress",
+            lambda p: p["spec"]["egress"].append({}),
+            ["kubernetes-job-egress-blocks-metadata"] * 2,
+        ),  # IPv4 and IPv6
+        (
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+            "runner-restrict-egress",
+            lambda p: p["metadata"].update(namespace="elsewhere"),
+            ["kubernetes-job-egress-blocks-metadata"],
+        ),
+        (
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+            "runner-deny-ingress",
+            lambda p: p["spec"].update(ingress=[{}]),
+            ["kubernetes-job-deny-ingress"],
+        ),
+        (
+            "aws:ecr/repository:Repository",
+            "ecr-web",
+            lambda p: p.update(imageScanningConfiguration={"scanOnPush": False}),
+            ["aws-ecr-scan-on-push"],
+        ),
         ("aws:ecr/repository:Repository", "ecr-web", lambda p: p.pop("encryptionConfigurations"), ["aws-ecr-encryption"]),
         ("aws:ecr/repository:Repository", "ecr-web", lambda p: p.update(imageTagMutability="MUTABLE"), ["aws-ecr-immutable-tags"]),
         ("aws:ecr/repository:Repository", "ecr-web", lambda p: p.pop("imageTagMutability"), ["aws-ecr-immutable-tags"]),
         ("aws:ecr/lifecyclePolicy:LifecyclePolicy", "ecr-web", lambda p: p.update(repository="other"), ["aws-ecr-lifecycle-policy"]),
-        ("aws:iam/policy:Policy", None, lambda p: p.update(policy=p["policy"].replace('"ecr:PutImage"', '"ecr:*"')), ["aws-iam-no-wildcard-actions"]),
-        ("aws:iam/policy:Policy", None, lambda p: p.update(policy=p["policy"].replace('"ecr:GetAuthorizationToken"', '"ecr:GetAuthorizationToken", "ecr:DeleteRepository"')), ["aws-iam-no-wildcard-resources"]),
-        ("aws:iam/policy:Policy", None, lambda p: p.update(policy=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})), ["aws-iam-no-wildcard-actions", "aws-iam-no-wildcard-resources"]),
-        ("aws:iam/userPolicyAttachment:UserPolicyAttachment", None, lambda p: p.update(policyArn="arn:aws:iam::aws:policy/AdministratorAccess"), ["aws-iam-no-admin"]),
-        ("aws:iam/user:User", None, lambda p: p.update(inlinePolicies=[{"name": "x", "policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})}]), ["aws-iam-no-admin"]),
+        (
+            "aws:iam/policy:Policy",
+            None,
+            lambda p: p.update(policy=p["policy"].replace('"ecr:PutImage"', '"ecr:*"')),
+            ["aws-iam-no-wildcard-actions"],
+        ),
+        (
+            "aws:iam/policy:Policy",
+            None,
+            lambda p: p.update(
+                policy=p["policy"].replace('"ecr:GetAuthorizationToken"', '"ecr:GetAuthorizationToken", "ecr:DeleteRepository"')
+            ),
+            ["aws-iam-no-wildcard-resources"],
+        ),
+        (
+            "aws:iam/policy:Policy",
+            None,
+            lambda p: p.update(
+                policy=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+            ),
+            ["aws-iam-no-wildcard-actions", "aws-iam-no-wildcard-resources"],
+        ),
+        (
+            "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+            None,
+            lambda p: p.update(policyArn="arn:aws:iam::aws:policy/AdministratorAccess"),
+            ["aws-iam-no-admin"],
+        ),
+        (
+            "aws:iam/user:User",
+            None,
+            lambda p: p.update(
+                inlinePolicies=[{"name": "x", "policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})}]
+            ),
+            ["aws-iam-no-admin"],
+        ),
     ],
 )
-def test_stack_violations(pack: PolicyPack, dev_resources: list[ResourceInput], typ: str, name: str | None, change: Callable, expected: list[str]) -> None:
+def test_stack_violations(
+    pack: PolicyPack, dev_resources: list[ResourceInput], typ: str, name: str | None, change: Callable, expected: list[str]
+) -> None:
     assert mandatory(pack, replace(dev_resources, typ, change, name)) == expected
 
 

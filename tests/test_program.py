@@ -112,7 +112,12 @@ def test_runner_token_reaches_the_secret_as_a_secret_and_nowhere_else(run: Progr
 def test_release_inputs(run: ProgramRun) -> None:
     release = run.one("kubernetes:helm.sh/v3:Release")
     inputs = release.inputs
-    assert (inputs["chart"], inputs["version"], inputs["name"], inputs["namespace"]) == ("gitlab-runner", "0.86.0", "gitlab-runner", "gitlab-runner")
+    assert (inputs["chart"], inputs["version"], inputs["name"], inputs["namespace"]) == (
+        "gitlab-runner",
+        "0.86.0",
+        "gitlab-runner",
+        "gitlab-runner",
+    )
     assert inputs["repositoryOpts"] == {"repo": "https://charts.gitlab.io"}
     assert inputs["values"]["runners"]["secret"] == "gitlab-runner-token"
     assert inputs["values"]["serviceAccount"] == {"create": False, "name": "gitlab-runner-manager"}
@@ -163,7 +168,7 @@ def test_ci_variables_access_key_mode(run: ProgramRun) -> None:
         "ECR_REPOSITORY_API",
         "ECR_REPOSITORY_WEB",
     ]
-    for key, reg in variables.items():
+    for reg in variables.values():
         inputs = reg.inputs
         assert inputs["project"] == "acme/apps" and inputs["environmentScope"] == "dev" and inputs["raw"] is True
         assert inputs["protected"] is True  # protectVariables defaults to true
@@ -195,9 +200,7 @@ def test_unprotected_variables_keep_credentials_protected() -> None:
 
 
 def test_oidc_mode() -> None:
-    run = run_program(
-        make_config(credentials={"mode": "oidc", "oidcSubjects": [{"projectPath": "acme/web", "ref": "main"}]})
-    )
+    run = run_program(make_config(credentials={"mode": "oidc", "oidcSubjects": [{"projectPath": "acme/web", "ref": "main"}]}))
     assert run.of_type("aws:iam/user:User") == [] and run.of_type("aws:iam/accessKey:AccessKey") == []
     provider = run.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
     assert provider["url"] == "https://gitlab.example.com" and provider["clientIdLists"] == ["https://gitlab.example.com"]
@@ -213,7 +216,9 @@ def test_oidc_mode() -> None:
 
 def test_existing_oidc_provider_is_reused() -> None:
     arn = "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"
-    run = run_program(make_config(credentials={"mode": "oidc", "oidcProviderArn": arn, "oidcSubjects": [{"projectPath": "a/b", "ref": "main"}]}))
+    run = run_program(
+        make_config(credentials={"mode": "oidc", "oidcProviderArn": arn, "oidcSubjects": [{"projectPath": "a/b", "ref": "main"}]})
+    )
     assert run.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == []
     assert arn in run.one("aws:iam/role:Role").inputs["assumeRolePolicy"]
 
@@ -255,14 +260,14 @@ def test_outputs(run: ProgramRun) -> None:
 
 def test_invalid_config_registers_nothing() -> None:
     monitor = RecordingMonitor(StackMocks("eu-west-1"))
-    with pytest.raises(ConfigError, match="runner.concurrent = 0"):
+    with pytest.raises(ConfigError, match=r"runner\.concurrent = 0"):
         run_program(make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "concurrent": 0}), monitor=monitor)
     assert monitor.registrations == {}
 
 
 def test_plain_gitlab_token_is_refused_before_anything_is_registered() -> None:
     monitor = RecordingMonitor(StackMocks("eu-west-1"))
-    with pytest.raises(ConfigError, match="gitlabToken: must be set with `pulumi config set --secret"):
+    with pytest.raises(ConfigError, match=r"gitlabToken: must be set with `pulumi config set --secret"):
         run_program({**make_config(), "gitlabToken": "glpat-plain"}, monitor=monitor)
     assert monitor.registrations == {}
 

@@ -85,8 +85,19 @@ def broken_lifecycle(run: ProgramRun) -> None:
     ("mutate", "expected"),
     [
         (privileged_runner, ["[policy gitlab-runner-privileged] runners[0].kubernetes.privileged = true"]),
-        (wildcard_iam, ["[iam-policy_sentry] push-policy: Statement[1]: ecr:* is not a known IAM action", "[policy aws-iam-no-wildcard-actions] Statement[1] allows wildcard action 'ecr:*'"]),
-        (invalid_k8s_field, ["[kubernetes-schema] namespace-cluster-gitlab-runner-jobs.yaml: metadata: Additional properties are not allowed ('labelz' was unexpected)"]),
+        (
+            wildcard_iam,
+            [
+                "[iam-policy_sentry] push-policy: Statement[1]: ecr:* is not a known IAM action",
+                "[policy aws-iam-no-wildcard-actions] Statement[1] allows wildcard action 'ecr:*'",
+            ],
+        ),
+        (
+            invalid_k8s_field,
+            [
+                "[kubernetes-schema] namespace-cluster-gitlab-runner-jobs.yaml: metadata: Additional properties are not allowed ('labelz' was unexpected)"
+            ],
+        ),
         (broken_lifecycle, ["[ecr-lifecycle] web: rulePriority values must be unique, duplicated: [1]"]),
     ],
     ids=["privileged-runner", "wildcard-iam-action", "invalid-kubernetes-field", "duplicate-lifecycle-priority"],
@@ -108,8 +119,15 @@ def test_parliament_failure_is_reported(pack: PolicyPack, tmp_path: Path) -> Non
 
 
 def test_invalid_config_fails_before_anything_else(pack: PolicyPack, tmp_path: Path) -> None:
-    report = synth_stack("dev", config=make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "concurrent": -1}), pack=pack, build_dir=tmp_path)
-    assert report.failures == ["[config] invalid stack configuration:\n  gitlab-buildkit-runner:runner.concurrent = -1: Input should be greater than or equal to 1"]
+    report = synth_stack(
+        "dev",
+        config=make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "concurrent": -1}),
+        pack=pack,
+        build_dir=tmp_path,
+    )
+    assert report.failures == [
+        "[config] invalid stack configuration:\n  gitlab-buildkit-runner:runner.concurrent = -1: Input should be greater than or equal to 1"
+    ]
     assert not (tmp_path / "dev" / "resources.json").exists()
 
 
@@ -120,7 +138,10 @@ def test_cli_exit_status_and_readable_report(tmp_path: Path) -> None:
     broken.write_text(yaml.safe_dump(data))
     result = subprocess.run(
         [sys.executable, "-m", "verify.synth", "--stack", "dev", "--config-file", str(broken), "--build-dir", str(tmp_path / "build")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED dev" in result.stdout

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from google.protobuf import json_format
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks
-
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "gitlab-buildkit-runner"
@@ -209,7 +208,7 @@ def run_program(
         root = runtime_settings.get_root_resource()
         exported = dict(getattr(root, "outputs", {}) or {})
         keys = sorted(exported)
-        return pulumi.Output.all(*[exported[k] for k in keys]).apply(lambda values: outputs.update(zip(keys, values)))
+        return pulumi.Output.all(*[exported[k] for k in keys]).apply(lambda values: outputs.update(zip(keys, values, strict=True)))
 
     program()
     return ProgramRun(stack=stack, resources=list(monitor.registrations.values()), outputs=outputs)

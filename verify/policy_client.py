@@ -23,7 +23,7 @@ from .harness import PROJECT, ROOT
 
 POLICIES = ROOT / "policies"
 LEVELS = {0: "advisory", 1: "mandatory", 2: "disabled", 3: "remediate"}
-LEVEL_VALUES = {name: value for value, name in LEVELS.items()}
+LEVEL_VALUES: dict[str, Any] = {name: value for value, name in LEVELS.items()}
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # Pulumi's wire sentinel for an unknown value
 
 

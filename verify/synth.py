@@ -198,11 +198,11 @@ def synth_stack(
         report.summary["ci_variables"] = len(variables)
 
     with step("policy pack over gRPC (every resource and every rendered chart object)"):
-        inputs = [ResourceInput(r.type, r.name, r.urn, r.inputs) for r in resources]
+        to_check = [ResourceInput(r.type, r.name, r.urn, r.inputs) for r in resources]
         for obj in chart_objects:
             typ, name = type_token(obj), (obj.get("metadata") or {}).get("name", "chart")
-            inputs.append(ResourceInput(typ, f"chart-{name}", f"urn:pulumi:{stack}::{PROJECT}::{typ}::chart-{name}", obj))
-        diagnostics = pack.analyze_all(inputs)
+            to_check.append(ResourceInput(typ, f"chart-{name}", f"urn:pulumi:{stack}::{PROJECT}::{typ}::chart-{name}", obj))
+        diagnostics = pack.analyze_all(to_check)
         _write(out / "policy-report.json", json.dumps([d.as_dict() for d in diagnostics], indent=2))
         mandatory = [d for d in diagnostics if d.level == "mandatory"]
         for d in mandatory:
@@ -220,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", required=True, help="stack name, or 'all' for every Pulumi.<stack>.yaml")
     parser.add_argument("--config-file", type=Path, help="use this Pulumi.<stack>.yaml-shaped file instead of the stack's")
-    parser.add_argument("--kubernetes-version", default=DEFAULT_K8S_VERSION, help=f"schema version to validate against (default {DEFAULT_K8S_VERSION})")
+    parser.add_argument(
+        "--kubernetes-version", default=DEFAULT_K8S_VERSION, help=f"schema version to validate against (default {DEFAULT_K8S_VERSION})"
+    )
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
     args = parser.parse_args(argv)
 
@@ -245,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                 for failure in report.failures:
                     print(f"    - {failure}")
             else:
-                print(f"  OK {stack}: {summary}; written to {report.out.relative_to(ROOT) if report.out.is_relative_to(ROOT) else report.out}")
+                print(
+                    f"  OK {stack}: {summary}; written to {report.out.relative_to(ROOT) if report.out.is_relative_to(ROOT) else report.out}"
+                )
     print(f"== total {time.perf_counter() - started:.2f}s", flush=True)
     return 1 if failed else 0
 
