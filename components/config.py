@@ -95,40 +95,67 @@ def _image(value: str) -> str:
 
 
 ImageRef = Annotated[str, AfterValidator(_image)]
+# Ref: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
+LabelKey = Annotated[
+    str,
+    _check(
+        re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"),
+        "a label key such as 'kubernetes.io/arch'",
+    ),
+]
+LabelValue = Annotated[
+    str, _check(re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"), "a label value (63 characters of A-Za-z0-9 . _ -)")
+]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class Resources(_Model):
     """CPU/memory (and ephemeral storage) requests and limits of one container."""
 
     cpu_request: Quantity
+    """CPU request (Kubernetes quantity)."""
     cpu_limit: Quantity
+    """CPU limit."""
     memory_request: Quantity
+    """Memory request."""
     memory_limit: Quantity
+    """Memory limit."""
     ephemeral_storage_request: Quantity | None = None
+    """Ephemeral-storage request (BuildKit state lives on node disk)."""
     ephemeral_storage_limit: Quantity | None = None
+    """Ephemeral-storage limit; the kubelet evicts a build that exceeds it."""
 
 
 class JobQuota(_Model):
     """ResourceQuota of the job namespace: a ceiling for all concurrent builds together."""
 
     cpu: Quantity = "16"
+    """Sum of CPU limits of all job pods."""
     memory: Quantity = "64Gi"
+    """Sum of memory limits of all job pods."""
     ephemeral_storage: Quantity = "200Gi"
+    """Sum of ephemeral-storage limits of all job pods."""
     pods: int = Field(20, ge=1, le=1000)
+    """Maximum number of job pods at once."""
 
 
 class KubernetesConfig(_Model):
-    context: str | None = Field(None, description="kubeconfig context; unset uses the current context")
+    context: str | None = None
+    """kubeconfig context of the explicit Kubernetes provider; unset uses the current context."""
     manager_namespace: DnsLabel = "gitlab-runner"
+    """Namespace of the runner manager (PSA restricted)."""
     job_namespace: DnsLabel = "gitlab-runner-jobs"
+    """Namespace of CI job pods (PSA baseline, or privileged in the acknowledged unconfined mode)."""
     # Ref: https://kubernetes.io/docs/concepts/security/pod-security-admission/#pod-security-admission-labels-for-namespaces
     pod_security_version: Annotated[str, _check(_PSA_VERSION, "a pinned Kubernetes minor such as 'v1.33' (not 'latest')")] = "v1.33"
+    """Pinned Pod Security Standards version for the enforce/warn/audit -version labels."""
     job_quota: JobQuota | None = None
+    """Optional ResourceQuota for the job namespace; unset creates none."""
     job_automount_service_account_token: bool = False
+    """Mount an API token into job pods (off: job code comes from every branch)."""
 
     @model_validator(mode="after")
     def _distinct_namespaces(self) -> KubernetesConfig:
@@ -142,8 +169,11 @@ class KubernetesConfig(_Model):
 
 class RunnerScope(_Model):
     type: RunnerType = "project_type"
+    """Runner type: project_type, group_type or instance_type."""
     project_id: int | None = Field(None, ge=1)
+    """Numeric project id (project_type only)."""
     group_id: int | None = Field(None, ge=1)
+    """Numeric group id (group_type only)."""
 
     @model_validator(mode="after")
     def _ids_match_type(self) -> RunnerScope:
@@ -159,21 +189,39 @@ class RunnerScope(_Model):
 
 class RunnerConfig(_Model):
     chart_version: Annotated[str, _check(_SEMVER, "an exact chart version such as '0.86.0'")] = "0.86.0"
+    """Exact version of the gitlab-runner chart."""
     chart_repository: Annotated[str, _check(re.compile(r"^https://\S+$"), "an https:// URL")] = "https://charts.gitlab.io"
-    manager_image_tag: str | None = Field(None, description="gitlab-runner image tag; unset = the chart's appVersion")
+    """Helm repository of the chart."""
+    manager_image_tag: (
+        Annotated[str, _check(re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), "an image tag such as 'alpine-v18.9.0'")] | None
+    ) = None
+    """gitlab-runner image tag for the manager; unset uses the chart's appVersion."""
     job_image: ImageRef = "moby/buildkit:v0.25.1-rootless"
+    """Default job image (rootless BuildKit); prod requires a version tag or digest."""
     helper_image: ImageRef | None = None
+    """Helper image override; unset uses the runner's default helper."""
     scope: RunnerScope
+    """Where the runner is registered (gitlab.UserRunner)."""
     description: str = Field("rootless BuildKit runner", min_length=1, max_length=255)
+    """Runner description shown in GitLab (the environment is appended)."""
     tags: list[Annotated[str, _check(_RUNNER_TAG, "a runner tag of letters, digits, '_', '.', '-'")]] = ["buildkit"]
+    """Runner tags; jobs select the runner with these."""
     run_untagged: bool = False
+    """Also pick jobs without tags."""
     protected_only: bool = False
+    """Only run jobs on protected branches and tags (access_level ref_protected)."""
     maximum_timeout_seconds: int = Field(3600, ge=600, le=86400)
+    """Longest job the runner accepts; also sets the manager's graceful-shutdown period."""
     concurrent: int = Field(10, ge=1, le=500)
+    """Maximum concurrent jobs of this runner manager."""
     check_interval_seconds: int = Field(3, ge=1, le=3600)
+    """Seconds between job polls."""
     poll_timeout_seconds: int = Field(600, ge=30, le=3600)
+    """Seconds the runner waits for a job pod to start."""
     job_security_mode: JobSecurityMode = "baseline"
+    """'baseline' (no explicit seccomp/AppArmor; job namespace PSA baseline) or 'unconfined' (both Unconfined on the build container; job namespace PSA privileged)."""
     acknowledge_unconfined: bool = False
+    """Must be true to use jobSecurityMode 'unconfined'."""
     build_resources: Resources = Resources(
         cpu_request="1",
         cpu_limit="4",
@@ -182,16 +230,25 @@ class RunnerConfig(_Model):
         ephemeral_storage_request="10Gi",
         ephemeral_storage_limit="40Gi",
     )
+    """Requests/limits of the build container (also the job namespace LimitRange defaults)."""
     helper_resources: Resources = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="256Mi")
+    """Requests/limits of the helper and service containers."""
     manager_resources: Resources = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="512Mi")
+    """Requests/limits of the runner manager pod."""
     buildkit_state_size_limit: Quantity = "30Gi"
+    """Size limit of the emptyDir holding BuildKit state."""
     metrics_enabled: bool = True
+    """Expose runner metrics on :9252."""
     pod_monitor: bool = False
+    """Create a PodMonitor (needs the Prometheus Operator CRDs; the chart skips it otherwise)."""
     # Safe overwrites only: a job may ask for more CPU/memory up to these maxima. The settings that
     # let a job relax security (namespace, service account, bearer token, annotations) are not offered.
     cpu_limit_overwrite_max: Quantity | None = None
+    """Let jobs raise their CPU limit up to this (KUBERNETES_CPU_LIMIT); unset forbids it."""
     memory_limit_overwrite_max: Quantity | None = None
-    node_selector: dict[str, str] = {}
+    """Let jobs raise their memory limit up to this; unset forbids it."""
+    node_selector: dict[LabelKey, LabelValue] = {}
+    """Node selector for job pods and the manager (e.g. nodes with user namespaces enabled)."""
 
     @model_validator(mode="after")
     def _rules(self) -> RunnerConfig:
@@ -211,8 +268,11 @@ class RunnerConfig(_Model):
 
 class Lifecycle(_Model):
     untagged_expire_days: int = Field(7, ge=1, le=3650)
+    """Application repositories: expire untagged images after this many days."""
     keep_tagged_count: int = Field(100, ge=1, le=10000)
+    """Application repositories: keep this many newest images."""
     cache_expire_days: int = Field(14, ge=1, le=3650)
+    """Cache repository: expire cache images not pushed for this many days."""
 
 
 def _ecr_name(value: str) -> str:
@@ -228,17 +288,29 @@ EcrName = Annotated[str, AfterValidator(_ecr_name)]
 
 class RegistryConfig(_Model):
     region: Annotated[str, _check(_AWS_REGION, "an AWS region such as 'eu-west-1'")]
+    """AWS region of the repositories (also the explicit AWS provider's region)."""
     repository_prefix: EcrName | None = None
+    """Prefix of every repository name: '<prefix>/<application>'."""
     applications: list[EcrName] = Field(min_length=1)
+    """Application repository names (ECR rules); one CI variable ECR_REPOSITORY_<NAME> each."""
     cache_repository: EcrName = "buildkit-cache"
+    """Name of the BuildKit cache repository (after the prefix)."""
     image_tag_mutability: Literal["IMMUTABLE", "MUTABLE"] = "IMMUTABLE"
+    """Tag mutability of application repositories; prod requires IMMUTABLE."""
     cache_tag_mutability: Literal["MUTABLE", "IMMUTABLE_WITH_EXCLUSION"] = "MUTABLE"
+    """Cache repository: MUTABLE, or IMMUTABLE_WITH_EXCLUSION with a 'cache-*' exclusion."""
     encryption: Literal["AES256", "KMS"] = "AES256"
+    """Repository encryption: AES256 or KMS."""
     kms_key_arn: Arn | None = None
+    """KMS key ARN (required with encryption KMS)."""
     lifecycle: Lifecycle = Lifecycle()
+    """Lifecycle policy parameters."""
     protect: bool = False
+    """Protect repositories and the push identity from deletion (prod requires true)."""
     force_delete: bool = False
+    """Allow deleting repositories that still hold images (prod requires false)."""
     pull_principals: list[Arn] = []
+    """IAM principal ARNs allowed to pull (repository policy); empty creates none."""
 
     @model_validator(mode="after")
     def _rules(self) -> RegistryConfig:
@@ -276,18 +348,26 @@ class OidcSubject(_Model):
     """One `sub` claim the role trusts: project_path:<project>:ref_type:<type>:ref:<ref>."""
 
     project_path: GitlabPath
+    """GitLab project path, e.g. 'group/project'."""
     ref_type: Literal["branch", "tag"] = "branch"
+    """'branch' or 'tag'."""
     ref: Annotated[str, _check(re.compile(r"^[A-Za-z0-9_.*/-]+$"), "a branch/tag name or pattern of A-Za-z0-9_.*/-")]
+    """Branch or tag name; '*' makes it a StringLike pattern."""
 
 
 class CredentialsConfig(_Model):
     mode: CredentialsMode = "access-key"
+    """'access-key' (IAM user + key in masked CI variables) or 'oidc' (role assumed with GitLab ID tokens)."""
     # access-key mode: key slots that exist, and the one the CI variables point at (rotation).
     access_key_slots: list[KeySlot] = ["blue"]
+    """Access keys that exist (1 or 2 of 'blue', 'green'); two during a rotation."""
     active_access_key: KeySlot = "blue"
+    """The slot the CI variables point at."""
     # oidc mode
     oidc_provider_arn: Arn | None = None
+    """Existing IAM OIDC provider for the GitLab host; unset creates one."""
     oidc_subjects: list[OidcSubject] = []
+    """Project refs allowed to assume the push role."""
 
     @model_validator(mode="after")
     def _rules(self) -> CredentialsConfig:
@@ -305,10 +385,15 @@ class CredentialsConfig(_Model):
 
 class GitlabConfig(_Model):
     url: Annotated[str, _check(re.compile(r"^https://[a-z0-9.-]+(:[0-9]+)?$"), "an https URL with no path, e.g. 'https://gitlab.com'")]
+    """GitLab base URL (https, no path); also the OIDC issuer and audience."""
     variables_project: GitlabPath | None = None
+    """Project path that receives the CI/CD variables (or use variablesGroup)."""
     variables_group: GitlabPath | None = None
+    """Group path that receives the CI/CD variables (or use variablesProject)."""
     environment_scope: Annotated[str, _check(re.compile(r"^[A-Za-z0-9_/*.-]+$"), "a GitLab environment name or wildcard")] | None = None
+    """environment_scope of the variables; unset uses the environment name."""
     protect_variables: bool = True
+    """Mark non-credential variables protected (credentials always are)."""
 
     @property
     def host(self) -> str:
@@ -323,15 +408,24 @@ class GitlabConfig(_Model):
 
 class NetworkConfig(_Model):
     enabled: bool = True
+    """Create the NetworkPolicies (needs a CNI that enforces them)."""
     job_egress_cidrs: list[Cidr] = ["0.0.0.0/0", "::/0"]
+    """Where job pods may connect (besides DNS)."""
     # Always excluded from job egress, whatever the allow-list says.
     metadata_cidrs: list[Cidr] = ["169.254.169.254/32", "fd00:ec2::254/128"]
+    """Instance metadata addresses, always excluded from job egress."""
     private_cidrs: list[Cidr] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]
+    """Cluster/VPC ranges, always excluded from job egress."""
     api_server_cidrs: list[Cidr] = []
+    """Kubernetes API server addresses: excluded for jobs, allowed for the manager."""
     api_server_port: int = Field(443, ge=1, le=65535)
+    """API server port the manager may reach."""
     gitlab_cidrs: list[Cidr] = ["0.0.0.0/0", "::/0"]
+    """Where the manager may reach GitLab on 443."""
     dns_namespace: DnsLabel = "kube-system"
+    """Namespace of cluster DNS (pods labelled k8s-app=kube-dns)."""
     metrics_namespace: DnsLabel | None = None
+    """Namespace allowed to scrape the manager's metrics; unset denies all ingress."""
 
     @model_validator(mode="after")
     def _rules(self) -> NetworkConfig:
@@ -342,12 +436,19 @@ class NetworkConfig(_Model):
 
 class StackConfig(_Model):
     environment: Environment
+    """dev, staging or prod; prod enforces pinning and protection."""
     kubernetes: KubernetesConfig = KubernetesConfig()
+    """Kubernetes provider and namespaces."""
     runner: RunnerConfig
+    """The GitLab runner and its job pods."""
     registry: RegistryConfig
+    """ECR repositories."""
     credentials: CredentialsConfig = CredentialsConfig()
+    """Push identity for CI jobs."""
     gitlab: GitlabConfig
+    """GitLab instance and where CI/CD variables go."""
     network: NetworkConfig = NetworkConfig()
+    """NetworkPolicies for the runner namespaces."""
 
     @model_validator(mode="after")
     def _cross_rules(self) -> StackConfig:
