@@ -7,6 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import helm_python
 import pytest
 from conftest import make_config
 
@@ -93,14 +94,19 @@ def test_rendered_config_equals_the_typed_model(stack_run: ProgramRun) -> None:
 
 
 def test_template_braces_survive_the_charts_tpl() -> None:
-    run = run_program(
-        make_config(
-            runner={"scope": {"type": "project_type", "projectId": 1}, "description": "x", "nodeSelector": {"team": "{{ .Release.Name }}"}}
-        )
-    )
-    chart = rendered(run)
-    kube = tomllib.loads(chart.config_template_toml())["runners"][0]["kubernetes"]
-    assert kube["node_selector"] == {"team": "{{ .Release.Name }}"}
+    """Config validation keeps braces out today; the escaping is what makes any future string safe."""
+    from components.runner_config import escape_for_tpl
+
+    run = run_stack("dev")
+    values = copy.deepcopy(run.one("kubernetes:helm.sh/v3:Release").inputs["values"])
+    toml_text = 'concurrent_note = "{{ .Release.Name }} and {{ not-a-template"\n'
+    values["runners"]["config"] = escape_for_tpl(toml_text)
+    chart = render_chart(values, release="gitlab-runner", namespace="gitlab-runner")
+    assert tomllib.loads(chart.config_template_toml()) == {"concurrent_note": "{{ .Release.Name }} and {{ not-a-template"}
+    # Unescaped, the chart's tpl would evaluate (or choke on) the braces.
+    values["runners"]["config"] = toml_text
+    with pytest.raises(helm_python.HelmError, match=r"not-a-template|function|parse"):
+        render_chart(values, release="gitlab-runner", namespace="gitlab-runner")
 
 
 def test_unconfined_mode_reaches_the_rendered_config() -> None:

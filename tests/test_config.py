@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from components.config import ConfigError, is_pinned_image, parse_config, project_config
 
+SCOPE = {"type": "project_type", "projectId": 1}
+
 
 def error_of(raw: dict) -> str:
     with pytest.raises(ConfigError) as info:
@@ -150,6 +152,53 @@ def test_config_is_frozen() -> None:
             r"apiServerCidrs\.0 = \"kubernetes.default\": must be an IPv4 or IPv6 CIDR",
         ),
         ({"network": {"jobEgressCidrs": []}}, r"jobEgressCidrs is empty"),
+        ({"network": {"apiServerPort": 0}}, r"network\.apiServerPort = 0: Input should be greater than or equal to 1"),
+        ({"network": {"dnsNamespace": "Kube System"}}, r"network\.dnsNamespace = \"Kube System\": must be a DNS label"),
+        ({"network": {"metricsNamespace": "-x"}}, r"network\.metricsNamespace = \"-x\": must be a DNS label"),
+        (
+            {"runner": {"scope": SCOPE, "nodeSelector": {"team": "{{x}}"}}},
+            r"runner\.nodeSelector\.team = \"\{\{x\}\}\": must be a label value",
+        ),
+        (
+            {"runner": {"scope": SCOPE, "nodeSelector": {"bad key!": "x"}}},
+            r"runner\.nodeSelector\.\[key\] = \"bad key!\": must be a label key|nodeSelector.*must be a label key",
+        ),
+        ({"runner": {"scope": SCOPE, "managerImageTag": "alpine v18"}}, r"runner\.managerImageTag = \"alpine v18\": must be an image tag"),
+        ({"runner": {"scope": SCOPE, "description": ""}}, r"runner\.description = \"\": String should have at least 1 character"),
+        (
+            {"runner": {"scope": SCOPE, "pollTimeoutSeconds": 5}},
+            r"runner\.pollTimeoutSeconds = 5: Input should be greater than or equal to 30",
+        ),
+        ({"runner": {"scope": SCOPE, "buildResources": {"cpuRequest": "1"}}}, r"runner\.buildResources\.cpuLimit: required but not set"),
+        (
+            {"runner": {"scope": SCOPE, "cpuLimitOverwriteMax": "lots"}},
+            r"runner\.cpuLimitOverwriteMax = \"lots\": must be a Kubernetes quantity",
+        ),
+        ({"kubernetes": {"jobQuota": {"pods": 0}}}, r"kubernetes\.jobQuota\.pods = 0: Input should be greater than or equal to 1"),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "lifecycle": {"untaggedExpireDays": 0}}},
+            r"registry\.lifecycle\.untaggedExpireDays = 0",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "cacheTagMutability": "IMMUTABLE"}},
+            r"cacheTagMutability = \"IMMUTABLE\": Input should be 'MUTABLE' or 'IMMUTABLE_WITH_EXCLUSION'",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "repositoryPrefix": "Acme"}},
+            r"registry\.repositoryPrefix = \"Acme\": must be an ECR repository name",
+        ),
+        (
+            {"credentials": {"mode": "oidc", "oidcProviderArn": "gitlab", "oidcSubjects": [{"projectPath": "a/b", "ref": "main"}]}},
+            r"credentials\.oidcProviderArn = \"gitlab\": must be an AWS ARN",
+        ),
+        (
+            {"credentials": {"mode": "oidc", "oidcSubjects": [{"projectPath": "a b", "ref": "main"}]}},
+            r"oidcSubjects\.0\.projectPath = \"a b\": must be a GitLab path",
+        ),
+        (
+            {"gitlab": {"url": "https://gitlab.example.com", "variablesProject": "a/b", "environmentScope": "prod env"}},
+            r"gitlab\.environmentScope = \"prod env\": must be a GitLab environment name",
+        ),
     ],
 )
 def test_invalid_config_names_key_value_and_allowed(overrides: dict, expected: str) -> None:

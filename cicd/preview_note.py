@@ -1,0 +1,277 @@
+"""Merge-request preview note: `pulumi preview --json` (+ policy events) -> Markdown -> one note per stack.
+
+Inputs, as the Pulumi CLI writes them:
+- the preview digest from `pulumi preview --json` (pkg/display/json.go `PreviewDigest`: `steps[]` with
+  `op`, `urn`, `oldState`/`newState` (apitype.ResourceV3, secrets written as "[secret]"),
+  `diffReasons`, `replaceReasons`, `detailedDiff{path: {kind, inputDiff}}`; `changeSummary{op: n}`;
+  `diagnostics[]`). The digest has no policy results (the JSON writer skips policy events), so
+- policy violations come from `--event-log <file>`: one apitype.EngineEvent per line, the ones with
+  `policyEvent{resourceUrn, message, policyName, policyPackName, enforcementLevel}`.
+
+    python -m cicd.preview_note --stack prod --preview preview.json --events events.jsonl \
+        [--post] [--terraform-report tf.json] [--max-chars 60000]
+
+With --post it finds its own note on the merge request by a hidden marker and updates it in place
+(python-gitlab; CI_API_V4_URL, CI_PROJECT_ID, CI_MERGE_REQUEST_IID from GitLab, token from
+$PREVIEW_NOTE_TOKEN: a project access token with `api` scope).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MARKER = "<!-- gitlab-buildkit-runner:preview:{stack} -->"
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+REDACTED = "[secret]"
+# Property names whose values never go into a note, whatever the engine marked.
+SENSITIVE_KEY = re.compile(r"(token|password|secret|private[_-]?key|credential)", re.IGNORECASE)
+CHANGE_OPS = ("create", "update", "replace", "delete")
+REPLACE_OPS = {"replace", "create-replacement", "delete-replaced"}
+OP_LABEL = {
+    "create": "create",
+    "update": "update",
+    "replace": "**replace**",
+    "create-replacement": "**replace**",
+    "delete-replaced": "**replace**",
+    "delete": "**delete**",
+    "import": "import",
+}
+DEFAULT_MAX_CHARS = 60_000  # GitLab allows 1,000,000 per note; a readable note is far smaller
+VALUE_CHARS = 80
+
+
+@dataclass(frozen=True)
+class PolicyViolation:
+    policy: str
+    pack: str
+    level: str
+    urn: str
+    message: str
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Secrets ("[secret]", engine secret envelopes) and sensitive-looking keys become [secret]."""
+    if key and SENSITIVE_KEY.search(key):
+        return REDACTED
+    if isinstance(value, dict):
+        if SECRET_SIG_KEY in value:
+            return REDACTED
+        return {k: redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    return value
+
+
+def _resource_name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def _resource_type(urn: str) -> str:
+    return urn.rsplit("::", 2)[-2].split("$")[-1] if "::" in urn else ""
+
+
+def _lookup(document: Any, path: str) -> Any:
+    """Value at a detailedDiff path such as `spec.template.containers[0].image` (None when absent)."""
+    current = document
+    for part in re.findall(r"[^.\[\]]+", path):
+        if isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        elif isinstance(current, dict) and part in current:
+            current = current[part]
+        else:
+            return None
+    return current
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
+
+
+def changed_properties(step: Mapping[str, Any]) -> list[str]:
+    """`path: old -> new` per changed property, secrets redacted."""
+    old = redact((step.get("oldState") or {}).get("inputs") or {})
+    new = redact((step.get("newState") or {}).get("inputs") or {})
+    detailed = step.get("detailedDiff") or {}
+    paths = sorted(detailed) or sorted(set(step.get("diffReasons") or []) | set(step.get("replaceReasons") or []))
+    replace_reasons = set(step.get("replaceReasons") or [])
+    lines = []
+    for path in paths:
+        kind = (detailed.get(path) or {}).get("kind", "update")
+        forces = kind.endswith("-replace") or path in replace_reasons
+        before, after = _lookup(old, path), _lookup(new, path)
+        if any(SENSITIVE_KEY.search(part) for part in re.findall(r"[^.\[\]]+", path)):
+            before = after = REDACTED
+        if kind.startswith("add"):
+            change = f"+ {_short(after)}"
+        elif kind.startswith("delete"):
+            change = f"- {_short(before)}"
+        else:
+            change = f"{_short(before)} → {_short(after)}"
+        lines.append(f"`{path}`: {change}" + (" (forces replacement)" if forces else ""))
+    return lines
+
+
+def summary_counts(digest: Mapping[str, Any]) -> dict[str, int]:
+    summary = {k: int(v) for k, v in (digest.get("changeSummary") or {}).items()}
+    if not summary:  # older CLIs: count the steps
+        for step in digest.get("steps") or []:
+            summary[step["op"]] = summary.get(step["op"], 0) + 1
+    return {
+        "create": summary.get("create", 0),
+        "update": summary.get("update", 0),
+        "replace": summary.get("replace", 0),
+        "delete": summary.get("delete", 0),
+        "same": summary.get("same", 0),
+    }
+
+
+def policy_violations(events: Iterable[Mapping[str, Any]]) -> list[PolicyViolation]:
+    found = []
+    for event in events:
+        policy = event.get("policyEvent")
+        if policy:
+            found.append(
+                PolicyViolation(
+                    policy=policy.get("policyName", "?"),
+                    pack=policy.get("policyPackName", "?"),
+                    level=policy.get("enforcementLevel", "advisory"),
+                    urn=policy.get("resourceUrn", ""),
+                    message=" ".join(str(policy.get("message", "")).split()),
+                )
+            )
+    return found
+
+
+def read_events(path: Path | None) -> list[dict[str, Any]]:
+    if path is None or not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def render(
+    stack: str, digest: Mapping[str, Any], events: Iterable[Mapping[str, Any]] = (), max_chars: int = DEFAULT_MAX_CHARS, job_url: str = ""
+) -> str:
+    """The note: marker, summary line, policy violations, changed resources; detail trimmed to fit."""
+    counts = summary_counts(digest)
+    violations = policy_violations(events)
+    mandatory = [v for v in violations if v.level == "mandatory"]
+    advisory = [v for v in violations if v.level != "mandatory"]
+    changes = ", ".join(f"{counts[op]} to {op}" for op in CHANGE_OPS if counts[op]) or "no changes"
+    status = "❌" if mandatory else ("⚠️" if counts["replace"] or counts["delete"] else "✅")
+    head = [
+        MARKER.format(stack=stack),
+        f"### {status} Pulumi preview `{stack}`: {changes} ({counts['same']} unchanged)",
+        f"Policy violations: **{len(mandatory)} mandatory**, {len(advisory)} advisory." if violations else "Policy violations: none.",
+    ]
+    if counts["replace"] or counts["delete"]:
+        head.append(f"> **Attention:** {counts['replace']} replacement(s) and {counts['delete']} deletion(s).")
+    footer = f"\n_Full output in the job artifacts{': ' + job_url if job_url else ''}._"
+
+    detail: list[str] = []
+    for level, group in (("Mandatory", mandatory), ("Advisory", advisory)):
+        if group:
+            detail.append(f"\n#### {level} policy violations\n")
+            detail += [
+                f"- `{v.policy}` on `{_resource_name(v.urn) or 'stack'}`: {_short(v.message) if len(v.message) > 300 else v.message}"
+                for v in group
+            ]
+    diagnostics = [d for d in digest.get("diagnostics") or [] if d.get("severity") in ("error", "warning")]
+    if diagnostics:
+        detail.append("\n#### Diagnostics\n")
+        detail += [f"- {d['severity']}: {_short(' '.join(str(d.get('message', '')).split()))}" for d in diagnostics]
+    steps = [s for s in digest.get("steps") or [] if s.get("op") not in ("same", "read", "refresh")]
+    if steps:
+        detail += ["\n#### Changed resources\n", "| operation | resource | type | changes |", "|---|---|---|---|"]
+        for step in steps:
+            op = OP_LABEL.get(step["op"], step["op"])
+            props = "<br>".join(changed_properties(step)) if step["op"] not in ("create", "delete") else ""
+            detail.append(f"| {op} | `{_resource_name(step['urn'])}` | `{_resource_type(step['urn'])}` | {props} |")
+
+    note = "\n".join(head)
+    budget = max_chars - len(note) - len(footer) - 200
+    kept: list[str] = []
+    for index, line in enumerate(detail):
+        if sum(len(x) + 1 for x in kept) + len(line) + 1 > budget:
+            dropped = len(detail) - index
+            kept.append(f"\n_…{dropped} more line(s) trimmed to fit the note; see the job artifacts._")
+            break
+        kept.append(line)
+    return note + "\n" + "\n".join(kept) + footer
+
+
+def terraform_report(digest: Mapping[str, Any]) -> dict[str, int]:
+    """GitLab's artifacts:reports:terraform format, so the MR widget shows the counts."""
+    counts = summary_counts(digest)
+    return {"create": counts["create"] + counts["replace"], "update": counts["update"], "delete": counts["delete"] + counts["replace"]}
+
+
+def upsert_note(*, api_url: str, token: str, project_id: str, mr_iid: str, stack: str, body: str) -> str:
+    """Update this stack's note (found by its marker) or create it. Returns 'updated' or 'created'."""
+    import gitlab
+
+    client = gitlab.Gitlab(api_url.removesuffix("/").removesuffix("/api/v4"), private_token=token)
+    mr = client.projects.get(project_id, lazy=True).mergerequests.get(mr_iid, lazy=True)
+    marker = MARKER.format(stack=stack)
+    for note in mr.notes.list(iterator=True, sort="asc", order_by="created_at"):
+        if marker in (note.body or ""):
+            note.body = body
+            note.save()
+            return "updated"
+    mr.notes.create({"body": body})
+    return "created"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--preview", type=Path, required=True, help="output of `pulumi preview --json`")
+    parser.add_argument("--events", type=Path, help="output of `pulumi preview --event-log` (policy violations)")
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS)
+    parser.add_argument("--output", type=Path, help="also write the Markdown here")
+    parser.add_argument("--terraform-report", type=Path, help="write GitLab's terraform report JSON here")
+    parser.add_argument("--post", action="store_true", help="create or update the merge-request note")
+    args = parser.parse_args(argv)
+
+    try:
+        digest = json.loads(args.preview.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"cannot read the preview JSON {args.preview}: {exc}", file=sys.stderr)
+        return 2
+    body = render(args.stack, digest, read_events(args.events), args.max_chars, os.environ.get("CI_JOB_URL", ""))
+    if args.output:
+        args.output.write_text(body)
+    if args.terraform_report:
+        args.terraform_report.write_text(json.dumps(terraform_report(digest)))
+    if args.post:
+        missing = [v for v in ("CI_API_V4_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID", "PREVIEW_NOTE_TOKEN") if not os.environ.get(v)]
+        if missing:
+            print(
+                f"--post needs {', '.join(missing)} (set by GitLab in merge-request pipelines; the token is a CI variable)", file=sys.stderr
+            )
+            return 2
+        action = upsert_note(
+            api_url=os.environ["CI_API_V4_URL"],
+            token=os.environ["PREVIEW_NOTE_TOKEN"],
+            project_id=os.environ["CI_PROJECT_ID"],
+            mr_iid=os.environ["CI_MERGE_REQUEST_IID"],
+            stack=args.stack,
+            body=body,
+        )
+        print(f"preview note for {args.stack} {action}")
+    else:
+        print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
