@@ -1,0 +1,210 @@
+"""CI files: GitLab schema, shellcheck, and the variable contract between the stack and the build template."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import make_config
+
+from components.config import variable_suffix
+from verify.harness import ROOT, run_program
+
+TEMPLATE = ROOT / "templates" / "buildkit-build.yml"
+PIPELINE = ROOT / ".gitlab-ci.yml"
+INPUT = re.compile(r"\$\[\[\s*inputs\.([a-z_]+)\s*\]\]")
+# Variables GitLab sets in every job (https://docs.gitlab.com/ci/variables/predefined_variables/) and
+# the ones the shell provides.
+PREDEFINED = {
+    "CI_COMMIT_SHA",
+    "CI_COMMIT_SHORT_SHA",
+    "CI_COMMIT_REF_SLUG",
+    "CI_COMMIT_TAG",
+    "CI_DEFAULT_BRANCH",
+    "CI_ENVIRONMENT_NAME",
+    "CI_JOB_ID",
+    "CI_PROJECT_ID",
+    "CI_SERVER_URL",
+    "HOME",
+    "PATH",
+}
+# Set by the template itself (job variables, id_tokens, or exported in the script).
+TEMPLATE_OWN = {
+    "APP",
+    "BUILD_CONTEXT",
+    "BUILD_DOCKERFILE",
+    "BUILD_ARGS",
+    "BUILD_TARGET",
+    "BUILD_PLATFORMS",
+    "CREDENTIALS_MODE",
+    "IMMUTABLE_TAGS",
+    "ECR_LOGIN_VERSION",
+    "ECR_LOGIN_SHA256",
+    "BUILDKITD_FLAGS",
+    "AWS_ID_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_SESSION_NAME",
+    "DOCKER_CONFIG",
+}
+
+
+def template_documents() -> tuple[dict[str, Any], dict[str, Any]]:
+    header, jobs = TEMPLATE.read_text().split("\n---\n", 1)
+    return yaml.safe_load(header), yaml.safe_load(jobs)
+
+
+def interpolate(value: Any, inputs: dict[str, Any]) -> Any:
+    """What GitLab does on include: `$[[ inputs.x ]]` replaced by the value (typed when it is the whole string)."""
+    if isinstance(value, dict):
+        return {interpolate(k, inputs): interpolate(v, inputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, inputs) for v in value]
+    if isinstance(value, str):
+        whole = INPUT.fullmatch(value.strip())
+        if whole:
+            return inputs[whole[1]]
+        return INPUT.sub(lambda m: str(inputs[m[1]]).lower() if isinstance(inputs[m[1]], bool) else str(inputs[m[1]]), value)
+    return value
+
+
+def included_jobs(**given: Any) -> dict[str, Any]:
+    header, jobs = template_documents()
+    specs = header["spec"]["inputs"]
+    inputs = {name: given.get(name, spec.get("default")) for name, spec in specs.items()}
+    missing = [name for name, value in inputs.items() if value is None]
+    assert not missing, f"inputs without default must be given: {missing}"
+    return interpolate(jobs, inputs)
+
+
+def check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
+    tool = Path(sys.executable).with_name("check-jsonschema")
+    return subprocess.run(
+        [str(tool), "--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_pipeline_passes_the_gitlab_ci_schema() -> None:
+    result = check_jsonschema(PIPELINE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_template_passes_the_gitlab_ci_schema(tmp_path: Path) -> None:
+    header, _ = template_documents()
+    (tmp_path / "spec.yml").write_text(yaml.safe_dump(header))
+    (tmp_path / "jobs.yml").write_text(yaml.safe_dump(included_jobs(app="web-api", runner_tags=["buildkit", "prod"], credentials="oidc")))
+    for name in ("spec.yml", "jobs.yml"):
+        result = check_jsonschema(tmp_path / name)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_is_not_a_rubber_stamp(tmp_path: Path) -> None:
+    jobs = included_jobs(app="web")
+    jobs["build-image-web"]["tags"] = "buildkit"
+    (tmp_path / "jobs.yml").write_text(yaml.safe_dump(jobs))
+    assert check_jsonschema(tmp_path / "jobs.yml").returncode != 0
+
+
+def test_template_job_shape() -> None:
+    job = included_jobs(app="web", runner_tags=["buildkit", "prod"], environment="production")["build-image-web"]
+    assert job["image"] == {"name": "moby/buildkit:v0.25.1-rootless", "entrypoint": [""]}
+    assert job["tags"] == ["buildkit", "prod"]
+    assert job["environment"] == {"name": "production", "action": "prepare"}
+    assert job["variables"]["BUILDKITD_FLAGS"] == "--oci-worker-no-process-sandbox"
+    assert job["id_tokens"] == {"AWS_ID_TOKEN": {"aud": "$CI_SERVER_URL"}}
+    script = "\n".join(job["script"])
+    assert "buildctl-daemonless.sh build" in script
+    assert "--frontend dockerfile.v0" in script
+    assert "mode=max,image-manifest=true,oci-mediatypes=true" in script
+    assert script.count("--import-cache") == 2
+    assert "sha256sum" in script and ".sha256" in script
+    assert '"credHelpers"' in script
+
+
+def _shell_scripts() -> dict[str, str]:
+    scripts = {}
+    for name, job in included_jobs(app="web").items():
+        scripts[f"template:{name}"] = "\n".join(job["script"])
+    pipeline = yaml.safe_load(PIPELINE.read_text())
+    for name, job in pipeline.items():
+        if isinstance(job, dict) and ("script" in job or "before_script" in job):
+            scripts[f"pipeline:{name}"] = "\n".join([*job.get("before_script", []), *job.get("script", [])])
+    return scripts
+
+
+def test_shell_passes_shellcheck(tmp_path: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck is not installed: `apt-get install shellcheck` (.ci/run installs it)")
+    for name, script in _shell_scripts().items():
+        path = tmp_path / (re.sub(r"\W", "_", name) + ".sh")
+        path.write_text("#!/bin/sh\n" + script + "\n")
+        result = subprocess.run([shellcheck, "-s", "sh", "-S", "style", str(path)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"{name}:\n{result.stdout}"
+
+
+def _read_variables(script: str) -> set[str]:
+    names = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", script))
+    names |= set(re.findall(r"for required in ([A-Z_ ]+);", script)[0].split())
+    return names
+
+
+@pytest.mark.parametrize("mode", ["access-key", "oidc"])
+def test_every_variable_the_template_reads_is_predefined_an_input_or_written_by_the_stack(mode: str) -> None:
+    credentials = {"mode": "oidc", "oidcSubjects": [{"projectPath": "acme/web", "ref": "main"}]} if mode == "oidc" else {}
+    run = run_program(make_config(registry={"region": "eu-west-1", "applications": ["web-api"]}, credentials=credentials))
+    written = {r.inputs["key"] for r in run.of_type("gitlab:index/projectVariable:ProjectVariable")}
+    job = included_jobs(app="web-api", credentials=mode)["build-image-web-api"]
+    script = "\n".join(job["script"])
+    read = _read_variables(script) - PREDEFINED - TEMPLATE_OWN
+    # ECR_REPOSITORY_${app_key} is read indirectly: resolve it the way the script does.
+    read.discard("ECR_REPOSITORY_")
+    read.add(f"ECR_REPOSITORY_{_app_key_in_shell('web-api')}")
+    by_mode = {"access-key": {"AWS_ROLE_ARN"}, "oidc": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}}[mode]
+    assert read - by_mode <= written, f"read but never written: {sorted(read - by_mode - written)}"
+    assert written <= read, f"written but never read: {sorted(written - read)}"
+
+
+def _app_key_in_shell(app: str) -> str:
+    """Run the template's own key derivation in sh, so a change on either side breaks the contract test."""
+    script = "\n".join(included_jobs(app=app)[f"build-image-{app}"]["script"])
+    line = next(line.strip() for line in script.splitlines() if line.strip().startswith("app_key="))
+    result = subprocess.run(["sh", "-c", f'APP="$1"; {line}; printf %s "$app_key"', "sh", app], capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+@pytest.mark.parametrize("app", ["web", "web-api", "team/service.v2", "a_b"])
+def test_template_and_stack_derive_the_same_repository_variable(app: str) -> None:
+    assert _app_key_in_shell(app) == variable_suffix(app)
+
+
+def test_pipeline_structure() -> None:
+    pipeline = yaml.safe_load(PIPELINE.read_text())
+    assert pipeline["stages"] == ["verify", "preview", "deploy", "drift"]
+    assert pipeline["variables"]["PULUMI_VERSION"] == "3.272.0"
+    assert pipeline[".pulumi"]["image"] == "pulumi/pulumi-python-3.11:$PULUMI_VERSION"
+    preview = pipeline["preview"]
+    assert "--policy-pack policies" in " ".join(preview["script"]) and "--diff" in " ".join(preview["script"])
+    assert preview["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "merge_request_event" && $CI_MERGE_REQUEST_SOURCE_PROJECT_ID == $CI_PROJECT_ID'}
+    ]
+    assert [m["STACK"] for m in preview["parallel"]["matrix"]] == ["dev", "staging", "prod"]
+    tiers = {name: pipeline[name]["environment"]["deployment_tier"] for name in ("deploy:dev", "deploy:staging", "deploy:prod")}
+    assert tiers == {"deploy:dev": "development", "deploy:staging": "staging", "deploy:prod": "production"}
+    assert pipeline[".deploy"]["resource_group"] == "pulumi-$STACK"
+    assert "when" not in pipeline["deploy:dev"]["rules"][0]
+    assert pipeline["deploy:staging"]["rules"][0]["when"] == "manual"
+    assert pipeline["deploy:prod"]["rules"][0]["when"] == "manual"
+    assert '$CI_COMMIT_REF_PROTECTED == "true"' in pipeline["deploy:prod"]["rules"][0]["if"]
+    assert "--expect-no-changes" in " ".join(pipeline["drift"]["script"])
+    assert pipeline["drift"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+    for job in ("lint", "test", "synth"):
+        assert "id_tokens" not in pipeline[job] and pipeline[job]["extends"] == ".python"
