@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import runpy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,17 @@ class Registration:
     protect: bool
     dependencies: list[str]
     additional_secret_outputs: list[str]
-    raw_inputs: dict[str, Any]  # with Pulumi's secret envelopes kept
-    outputs: dict[str, Any] = field(default_factory=dict)
+    request_object: Any = None  # the RegisterResource protobuf Struct, converted on first use
+    response_object: Any = None
+
+    @cached_property
+    def raw_inputs(self) -> dict[str, Any]:
+        """Inputs as sent to the engine, with Pulumi's secret envelopes kept."""
+        return json_format.MessageToDict(self.request_object) if self.request_object is not None else {}
+
+    @cached_property
+    def outputs(self) -> dict[str, Any]:
+        return json_format.MessageToDict(self.response_object) if self.response_object is not None else {}
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -128,7 +137,6 @@ class RecordingMonitor(MockMonitor):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
-        raw = json_format.MessageToDict(request.object) if request.object else {}
         reg = Registration(
             type=request.type,
             name=request.name,
@@ -139,10 +147,10 @@ class RecordingMonitor(MockMonitor):
             protect=bool(request.protect),
             dependencies=list(request.dependencies),
             additional_secret_outputs=list(request.additionalSecretOutputs),
-            raw_inputs=raw,
+            # Converting every Struct to a dict here would be paid per resource even when nobody reads it.
+            request_object=request.object if request.HasField("object") else None,
+            response_object=response.object if response.HasField("object") else None,
         )
-        if response.object:
-            reg.outputs = json_format.MessageToDict(response.object)
         self.registrations[reg.urn] = reg
         return response
 
