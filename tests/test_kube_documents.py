@@ -150,3 +150,24 @@ def test_manager_ingress_denied_without_metrics_namespace() -> None:
     assert policies["manager-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": []}
     api = policies["manager-egress"]["egress"][2]
     assert api == {"ports": [{"protocol": "TCP", "port": 443}]}  # no apiServerCidrs: port-only rule (documented)
+
+
+def test_generated_documents_pass_strict_schema_validation() -> None:
+    import kubernetes_validate
+
+    config = cfg(network={"apiServerCidrs": ["10.20.0.0/16"], "metricsNamespace": "monitoring"}, kubernetes={"jobQuota": {"pods": 5}})
+    documents = [
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": "ns"}, "spec": spec}
+        for name, spec in {**job_network_policies(config), **manager_network_policies(config)}.items()
+    ]
+    documents.append(
+        {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "l", "namespace": "ns"}, "spec": job_limit_range_spec(config)}
+    )
+    documents.append(
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "ns"}, "spec": job_quota_spec(config)}
+    )
+    for document in documents:
+        kubernetes_validate.validate(document, "1.33.0", strict=True)
+    broken = {**documents[0], "spec": {**documents[0]["spec"], "podSelectr": {}}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.33.0", strict=True)

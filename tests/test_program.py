@@ -280,3 +280,30 @@ def test_secret_gitlab_token_reaches_only_the_provider() -> None:
     assert provider.inputs["baseUrl"] == "https://gitlab.example.com/api/v4"
     others = [r for r in run.resources if r is not provider]
     assert not [r.type for r in others if "glpat-secret-token" in json.dumps(r.raw_inputs)]
+
+
+def test_pull_principals_add_a_repository_policy_per_repository() -> None:
+    principal = "arn:aws:iam::210987654321:role/deployer"
+    run = run_program(make_config(registry={"region": "eu-west-1", "applications": ["web"], "pullPrincipals": [principal]}))
+    policies = run.of_type("aws:ecr/repositoryPolicy:RepositoryPolicy")
+    assert sorted(p.inputs["repository"] for p in policies) == ["buildkit-cache", "web"]
+    (statement,) = json.loads(policies[0].inputs["policy"])["Statement"]
+    assert statement["Principal"] == {"AWS": [principal]}
+
+
+def test_kms_encryption_and_cache_exclusion_filter() -> None:
+    key = "arn:aws:kms:eu-west-1:123456789012:key/abcd"
+    raw = make_config(
+        registry={
+            "region": "eu-west-1",
+            "applications": ["web"],
+            "encryption": "KMS",
+            "kmsKeyArn": key,
+            "cacheTagMutability": "IMMUTABLE_WITH_EXCLUSION",
+        }
+    )
+    repos = {r.inputs["name"]: r.inputs for r in run_program(raw).of_type("aws:ecr/repository:Repository")}
+    assert repos["web"]["encryptionConfigurations"] == [{"encryptionType": "KMS", "kmsKey": key}]
+    assert "imageTagMutabilityExclusionFilters" not in repos["web"]
+    assert repos["buildkit-cache"]["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert repos["buildkit-cache"]["imageTagMutabilityExclusionFilters"] == [{"filter": "cache-*", "filterType": "WILDCARD"}]
