@@ -66,7 +66,7 @@ def main() -> None:
     pulumi.export("jobSecurityMode", cfg.runner.job_security_mode)
     pulumi.export("runnerId", runner.runner_id)
     pulumi.export("releaseName", runner.release.name)
-    pulumi.export("releaseStatus", runner.release.status.apply(lambda s: s.get("status") if s else None))
+    pulumi.export("releaseStatus", runner.release_status)
     pulumi.export("registry", registry.registry)
     pulumi.export("repositories", registry.repository_urls)
     pulumi.export("cacheRepository", registry.cache_url)

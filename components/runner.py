@@ -36,6 +36,7 @@ class GitlabRunner(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
     runner_config_toml: str
     runner_id: pulumi.Output[str]
+    release_status: pulumi.Output[str | None]
 
     def __init__(self, name: str, args: GitlabRunnerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitlab-buildkit-runner:runner:GitlabRunner", name, None, opts)
@@ -90,10 +91,5 @@ class GitlabRunner(pulumi.ComponentResource):
             max_history=10,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.token_secret, *args.depends_on]),
         )
-        self.register_outputs(
-            {
-                "runnerId": self.runner_id,
-                "releaseName": self.release.name,
-                "releaseStatus": self.release.status.apply(lambda s: s.get("status") if s else None),
-            }
-        )
+        self.release_status = self.release.status.apply(lambda s: s.get("status") if s else None)
+        self.register_outputs({"runnerId": self.runner_id, "releaseName": self.release.name, "releaseStatus": self.release_status})

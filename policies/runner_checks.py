@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from psa import APPARMOR_ANNOTATION_PREFIX
+
 CONTAINER_CONTEXTS = {
     "build": "build_container_security_context",
     "helper": "helper_container_security_context",
@@ -33,7 +35,6 @@ UNSAFE_OVERWRITES = (
     "node_tolerations_overwrite_allowed",
     "helper_image_overwrite_allowed",
 )
-APPARMOR_ANNOTATION_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
 # Set on the job namespace by the stack when jobSecurityMode 'unconfined' was acknowledged in config.
 JOB_SECURITY_MODE_ANNOTATION = "gitlab-buildkit-runner/job-security-mode"
 

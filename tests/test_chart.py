@@ -80,11 +80,12 @@ def test_chart_with_its_own_rbac_would_grant_wildcards() -> None:
 
 def test_rendered_config_equals_the_typed_model(stack_run: ProgramRun) -> None:
     from components.config import parse_config
+    from components.rbac import JOB_SERVICE_ACCOUNT
     from components.runner_config import build_runner_config, render_toml
     from verify.harness import load_stack_file
 
     cfg = parse_config(load_stack_file(stack_run.stack))
-    expected = tomllib.loads(render_toml(build_runner_config(cfg, job_service_account="buildkit-job")))
+    expected = tomllib.loads(render_toml(build_runner_config(cfg, job_service_account=JOB_SERVICE_ACCOUNT)))
     chart = rendered(stack_run)
     assert tomllib.loads(chart.config_template_toml()) == expected
     head = tomllib.loads(chart.global_config_toml())

@@ -171,3 +171,16 @@ def test_generated_documents_pass_strict_schema_validation() -> None:
     broken = {**documents[0], "spec": {**documents[0]["spec"], "podSelectr": {}}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, "1.33.0", strict=True)
+
+
+def test_stack_and_pack_agree_on_the_acknowledgement_annotation() -> None:
+    """The pack runs in its own process and cannot import components/: the constant is duplicated."""
+    import sys
+
+    from components.kube_documents import JOB_SECURITY_MODE_ANNOTATION
+    from verify.harness import ROOT
+
+    sys.path.insert(0, str(ROOT / "policies"))
+    import runner_checks
+
+    assert runner_checks.JOB_SECURITY_MODE_ANNOTATION == JOB_SECURITY_MODE_ANNOTATION

@@ -180,11 +180,15 @@ def _program_main() -> Any:
     return namespace["main"]
 
 
-def load_stack_file(stack: str) -> dict[str, Any]:
-    """Project config of Pulumi.<stack>.yaml as {key: value}, namespace prefix removed."""
-    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Project config of a Pulumi.<stack>.yaml-shaped file as {key: value}, namespace prefix removed."""
+    data = yaml.safe_load(path.read_text()) or {}
     prefix = f"{PROJECT}:"
     return {k.removeprefix(prefix): v for k, v in (data.get("config") or {}).items() if k.startswith(prefix)}
+
+
+def load_stack_file(stack: str) -> dict[str, Any]:
+    return load_config_file(ROOT / f"Pulumi.{stack}.yaml")
 
 
 def run_program(

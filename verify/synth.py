@@ -28,10 +28,11 @@ import yaml
 
 from components.aws_documents import validate_lifecycle
 from components.config import ConfigError, parse_config
+from components.rbac import JOB_SERVICE_ACCOUNT
 from components.runner_config import build_runner_config, render_toml
 
 from .chart import render_chart
-from .harness import PROJECT, ROOT, ProgramRun, Registration, load_stack_file, run_program
+from .harness import PROJECT, ROOT, ProgramRun, Registration, load_config_file, load_stack_file, run_program
 from .iam_checks import parliament_problems, sentry_problems
 from .policy_client import PolicyPack, ResourceInput
 
@@ -133,7 +134,7 @@ def synth_stack(
                 _write(out / "k8s" / "chart" / _yaml_name(obj), yaml.safe_dump(obj, sort_keys=False))
             runner_toml = rendered.global_config_toml() + "\n" + rendered.config_template_toml()
             _write(out / "runner" / "config.toml", runner_toml)
-            expected = tomllib.loads(render_toml(build_runner_config(cfg, job_service_account="buildkit-job")))
+            expected = tomllib.loads(render_toml(build_runner_config(cfg, job_service_account=JOB_SERVICE_ACCOUNT)))
             try:
                 actual = tomllib.loads(rendered.config_template_toml())
             except tomllib.TOMLDecodeError as exc:
@@ -234,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== synth {stack}", flush=True)
             config = None
             if args.config_file:
-                data = yaml.safe_load(args.config_file.read_text()) or {}
-                config = {k.removeprefix(f"{PROJECT}:"): v for k, v in (data.get("config") or {}).items() if k.startswith(f"{PROJECT}:")}
+                config = load_config_file(args.config_file)
             elif not (ROOT / f"Pulumi.{stack}.yaml").exists():
                 print(f"  no Pulumi.{stack}.yaml; stacks in this repo: {', '.join(stacks_in_repo())}")
                 return 2
