@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck synth bench docs check clean
+.PHONY: venv test lint typecheck synth bench docs check clean ci-local
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ bench: venv
 ## docs: regenerate the config reference in README.md and Pulumi.yaml from components/config.py
 docs: venv
 	$(PY) -m verify.config_reference --write
+
+## ci-local: the verify stage of .gitlab-ci.yml through gitlab-ci-local (shell executor; needs node, npm, rsync)
+ci-local: venv
+	test -x build/gcl/node_modules/.bin/gitlab-ci-local || npm install --prefix build/gcl gitlab-ci-local@4.73.0
+	build/gcl/node_modules/.bin/gitlab-ci-local --force-shell-executor --concurrency 1 lint test synth
 
 check: lint typecheck test
 
