@@ -45,4 +45,4 @@ ci-local: venv
 check: lint typecheck test
 
 clean:
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .gitlab-ci-local

@@ -34,7 +34,6 @@ def manager_security_context() -> dict[str, Any]:
 def manager_pod_security_context() -> dict[str, Any]:
     return {
         "runAsUser": MANAGER_UID,
-        "runAsGroup": MANAGER_FS_GROUP,
         "fsGroup": MANAGER_FS_GROUP,
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
