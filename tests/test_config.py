@@ -199,6 +199,81 @@ def test_config_is_frozen() -> None:
             {"gitlab": {"url": "https://gitlab.example.com", "variablesProject": "a/b", "environmentScope": "prod env"}},
             r"gitlab\.environmentScope = \"prod env\": must be a GitLab environment name",
         ),
+        ({"kubernetes": {"context": 7}}, r"kubernetes\.context = 7: Input should be a valid string"),
+        (
+            {"kubernetes": {"jobAutomountServiceAccountToken": "yes please"}},
+            r"jobAutomountServiceAccountToken = \"yes please\": Input should be a valid boolean",
+        ),
+        (
+            {"runner": {"scope": SCOPE, "chartRepository": "http://charts.gitlab.io"}},
+            r"runner\.chartRepository = \"http://charts.gitlab.io\": must be an https:// URL",
+        ),
+        (
+            {"runner": {"scope": SCOPE, "helperImage": "Helper Image"}},
+            r"runner\.helperImage = \"Helper Image\": must be an image reference",
+        ),
+        ({"runner": {"scope": SCOPE, "runUntagged": "sometimes"}}, r"runner\.runUntagged = \"sometimes\": Input should be a valid boolean"),
+        ({"runner": {"scope": SCOPE, "protectedOnly": "maybe"}}, r"runner\.protectedOnly = \"maybe\": Input should be a valid boolean"),
+        (
+            {"runner": {"scope": SCOPE, "checkIntervalSeconds": 0}},
+            r"runner\.checkIntervalSeconds = 0: Input should be greater than or equal to 1",
+        ),
+        (
+            {
+                "runner": {
+                    "scope": SCOPE,
+                    "managerResources": {"cpuRequest": "1", "cpuLimit": "1", "memoryRequest": "1Gi", "memoryLimit": "lots"},
+                }
+            },
+            r"runner\.managerResources\.memoryLimit = \"lots\": must be a Kubernetes quantity",
+        ),
+        ({"runner": {"scope": SCOPE, "helperResources": {"cpuRequest": "1"}}}, r"runner\.helperResources\.cpuLimit: required but not set"),
+        ({"runner": {"scope": SCOPE, "metricsEnabled": "on-ish"}}, r"runner\.metricsEnabled = \"on-ish\": Input should be a valid boolean"),
+        ({"runner": {"scope": SCOPE, "podMonitor": "perhaps"}}, r"runner\.podMonitor = \"perhaps\": Input should be a valid boolean"),
+        (
+            {"runner": {"scope": {"type": "project_type", "projectId": 0}}},
+            r"runner\.scope\.projectId = 0: Input should be greater than or equal to 1",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "forceDelete": "nope"}},
+            r"registry\.forceDelete = \"nope\": Input should be a valid boolean",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "cacheRepository": "Cache"}},
+            r"registry\.cacheRepository = \"Cache\": must be an ECR repository name",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "encryption": "KMS", "kmsKeyArn": "alias/x"}},
+            r"registry\.kmsKeyArn = \"alias/x\": must be an AWS ARN",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "lifecycle": {"keepTaggedCount": 0}}},
+            r"registry\.lifecycle\.keepTaggedCount = 0",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "lifecycle": {"cacheExpireDays": 5000}}},
+            r"registry\.lifecycle\.cacheExpireDays = 5000: Input should be less than or equal to 3650",
+        ),
+        (
+            {"network": {"metadataCidrs": ["169.254.169.254/16"]}},
+            r"network\.metadataCidrs\.0 = \"169.254.169.254/16\": must be an IPv4 or IPv6 CIDR with no host bits",
+        ),
+        ({"network": {"privateCidrs": ["10.0.0.0/33"]}}, r"network\.privateCidrs\.0 = \"10.0.0.0/33\": must be an IPv4 or IPv6 CIDR"),
+        ({"network": {"gitlabCidrs": ["gitlab.com"]}}, r"network\.gitlabCidrs\.0 = \"gitlab.com\": must be an IPv4 or IPv6 CIDR"),
+        ({"network": {"enabled": "mostly"}}, r"network\.enabled = \"mostly\": Input should be a valid boolean"),
+        (
+            {"gitlab": {"url": "https://gitlab.example.com", "variablesGroup": "acme group"}},
+            r"gitlab\.variablesGroup = \"acme group\": must be a GitLab path",
+        ),
+        (
+            {"gitlab": {"url": "https://gitlab.example.com/gitlab", "variablesProject": "a/b"}},
+            r"gitlab\.url = \"https://gitlab.example.com/gitlab\": must be an https URL with no path",
+        ),
+        (
+            {"credentials": {"mode": "oidc", "oidcSubjects": [{"projectPath": "a/b", "refType": "commit", "ref": "main"}]}},
+            r"oidcSubjects\.0\.refType = \"commit\": Input should be 'branch' or 'tag'",
+        ),
+        ({"credentials": {"accessKeySlots": ["red"]}}, r"credentials\.accessKeySlots\.0 = \"red\": Input should be 'blue' or 'green'"),
     ],
 )
 def test_invalid_config_names_key_value_and_allowed(overrides: dict, expected: str) -> None:
