@@ -5,6 +5,7 @@ Thin on purpose: validate config, build the components, export. Everything else 
 
 import pulumi
 
+from components.aws_account import lookup_account
 from components.ci_variables import CiVariables, CiVariablesArgs, ci_variable_specs
 from components.config import load_config
 from components.namespaces import RunnerNamespaces, RunnerNamespacesArgs
@@ -24,9 +25,11 @@ def main() -> None:
     on_aws = pulumi.ResourceOptions(providers=[providers.aws], protect=cfg.registry.protect)
 
     namespaces = RunnerNamespaces("runner", RunnerNamespacesArgs(cfg), opts=on_k8s)
-    rbac = RunnerRbac("runner", RunnerRbacArgs(cfg, namespaces.manager_name, namespaces.job_name), opts=on_k8s)
+    # Namespace names are plain config strings (known at preview), so the dependency is explicit.
+    both = [namespaces.manager, namespaces.jobs]
+    rbac = RunnerRbac("runner", RunnerRbacArgs(cfg, namespaces.manager_name, namespaces.job_name, both), opts=on_k8s)
     isolation = (
-        NetworkIsolation("runner", NetworkIsolationArgs(cfg, namespaces.manager_name, namespaces.job_name), opts=on_k8s)
+        NetworkIsolation("runner", NetworkIsolationArgs(cfg, namespaces.manager_name, namespaces.job_name, both), opts=on_k8s)
         if cfg.network.enabled
         else None
     )
@@ -37,12 +40,14 @@ def main() -> None:
             manager_namespace=namespaces.manager_name,
             manager_service_account=rbac.manager_account_name,
             job_service_account=JOB_SERVICE_ACCOUNT,
-            depends_on=[rbac.binding, rbac.job_account, namespaces.limit_range, *([isolation] if isolation else [])],
+            manager_namespace_resource=namespaces.manager,
+            depends_on=[namespaces, rbac, *([isolation] if isolation else [])],
         ),
         opts=pulumi.ResourceOptions(providers=[providers.kubernetes, providers.gitlab]),
     )
-    registry = ImageRegistry("ecr", ImageRegistryArgs(cfg.registry), opts=on_aws)
-    identity = PushIdentity("push", PushIdentityArgs(cfg, registry.repository_arns), opts=on_aws)
+    account = lookup_account(cfg.registry.region, providers.aws)
+    registry = ImageRegistry("ecr", ImageRegistryArgs(cfg.registry, account), opts=on_aws)
+    identity = PushIdentity("push", PushIdentityArgs(cfg, account, registry.repository_names), opts=on_aws)
     CiVariables(
         "ci",
         CiVariablesArgs(

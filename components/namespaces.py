@@ -30,8 +30,8 @@ class RunnerNamespaces(pulumi.ComponentResource):
     jobs: k8s.core.v1.Namespace
     limit_range: k8s.core.v1.LimitRange
     quota: k8s.core.v1.ResourceQuota | None
-    manager_name: pulumi.Output[str]
-    job_name: pulumi.Output[str]
+    manager_name: str
+    job_name: str
 
     def __init__(self, name: str, args: RunnerNamespacesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitlab-buildkit-runner:kubernetes:RunnerNamespaces", name, None, opts)
@@ -51,18 +51,22 @@ class RunnerNamespaces(pulumi.ComponentResource):
             },
             opts=child,
         )
-        self.manager_name = self.manager.metadata.apply(lambda m: m["name"])
-        self.job_name = self.jobs.metadata.apply(lambda m: m["name"])
+        # Names come from config, so they are known at preview; consumers depend on this component.
+        self.manager_name = cfg.kubernetes.manager_namespace
+        self.job_name = cfg.kubernetes.job_namespace
         job_meta = {"namespace": self.job_name, "labels": MANAGED_BY}
+        in_jobs = pulumi.ResourceOptions(parent=self, depends_on=[self.jobs])
         self.limit_range = k8s.core.v1.LimitRange(
             f"{name}-job-limits",
             metadata={**job_meta, "name": "buildkit-job-limits"},
             spec=job_limit_range_spec(cfg),
-            opts=child,
+            opts=in_jobs,
         )
         quota_spec = job_quota_spec(cfg)
         self.quota = (
-            k8s.core.v1.ResourceQuota(f"{name}-job-quota", metadata={**job_meta, "name": "buildkit-job-quota"}, spec=quota_spec, opts=child)
+            k8s.core.v1.ResourceQuota(
+                f"{name}-job-quota", metadata={**job_meta, "name": "buildkit-job-quota"}, spec=quota_spec, opts=in_jobs
+            )
             if quota_spec
             else None
         )

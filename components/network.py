@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -14,8 +15,9 @@ from .kube_documents import MANAGED_BY, job_network_policies, manager_network_po
 @dataclass(frozen=True)
 class NetworkIsolationArgs:
     config: StackConfig
-    manager_namespace: pulumi.Input[str]
-    job_namespace: pulumi.Input[str]
+    manager_namespace: str
+    job_namespace: str
+    depends_on: Sequence[pulumi.Resource] = ()  # the namespaces (see RunnerRbacArgs)
 
 
 class NetworkIsolation(pulumi.ComponentResource):
@@ -25,7 +27,7 @@ class NetworkIsolation(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworkIsolationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitlab-buildkit-runner:kubernetes:NetworkIsolation", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         self.policies = {}
         for namespace, specs in (
             (args.job_namespace, job_network_policies(args.config)),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from .aws_account import AwsAccount, repository_arn
 from .aws_documents import gitlab_trust_policy, push_policy, to_json
 from .config import StackConfig
 
@@ -15,11 +16,16 @@ from .config import StackConfig
 @dataclass(frozen=True)
 class PushIdentityArgs:
     config: StackConfig
-    repository_arns: Sequence[pulumi.Input[str]]
+    account: AwsAccount
+    repository_names: Sequence[str]
 
 
 class PushIdentity(pulumi.ComponentResource):
-    """Same permissions in both modes: push/pull on exactly the stack's repositories, plus registry login."""
+    """Same permissions in both modes: push/pull on exactly the stack's repositories, plus registry login.
+
+    Every document and ARN is built from names known in config plus the account lookup, so all of
+    them are known at preview and the pack's fail-closed IAM policies can check them then.
+    """
 
     policy: aws.iam.Policy
     user: aws.iam.User | None = None
@@ -33,20 +39,33 @@ class PushIdentity(pulumi.ComponentResource):
     def __init__(self, name: str, args: PushIdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitlab-buildkit-runner:credentials:PushIdentity", name, None, opts)
         cfg = args.config
+        account = args.account
         child = pulumi.ResourceOptions(parent=self)
         self.access_keys = {}
-        # One apply over all ARNs: the document is built once, whatever the number of repositories.
-        document = pulumi.Output.all(*args.repository_arns).apply(lambda arns: to_json(push_policy(arns)))
+        identity_name = f"gitlab-buildkit-push-{cfg.environment}"
+        names = list(args.repository_names)
+        # One apply for the whole document, whatever the number of repositories.
+        document = pulumi.Output.all(account.partition, account.account_id).apply(
+            lambda v: to_json(push_policy([repository_arn(v[0], account.region, v[1], n) for n in names]))
+        )
         self.policy = aws.iam.Policy(
             f"{name}-policy",
+            name=identity_name,
             description=f"Push/pull to the {cfg.environment} BuildKit ECR repositories (gitlab-buildkit-runner)",
             policy=document,
             opts=child,
         )
+        # Known at preview (unlike self.policy.arn); depends_on keeps the creation order.
+        policy_arn = account.iam_arn(f"policy/{identity_name}")
         creds = cfg.credentials
         if creds.mode == "access-key":
-            self.user = aws.iam.User(f"{name}-ci", name=f"gitlab-buildkit-push-{cfg.environment}", opts=child)
-            aws.iam.UserPolicyAttachment(f"{name}-policy", user=self.user.name, policy_arn=self.policy.arn, opts=child)
+            self.user = aws.iam.User(f"{name}-ci", name=identity_name, opts=child)
+            aws.iam.UserPolicyAttachment(
+                f"{name}-policy",
+                user=identity_name,
+                policy_arn=policy_arn,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.user]),
+            )
             # Two slots allow rotation without downtime: create the new one, switch activeAccessKey, drop the old.
             for slot in creds.access_key_slots:
                 self.access_keys[slot] = aws.iam.AccessKey(f"{name}-{slot}", user=self.user.name, opts=child)
@@ -56,24 +75,32 @@ class PushIdentity(pulumi.ComponentResource):
             outputs = {"userName": self.user.name, "accessKeyId": self.access_key_id}
         else:
             host = cfg.gitlab.host
+            provider_arn: pulumi.Input[str]
+            role_depends: list[pulumi.Resource] = []
             if creds.oidc_provider_arn:
-                provider_arn: pulumi.Input[str] = creds.oidc_provider_arn
+                provider_arn = creds.oidc_provider_arn
             else:
                 self.oidc_provider = aws.iam.OpenIdConnectProvider(
                     f"{name}-gitlab", url=cfg.gitlab.url, client_id_lists=[cfg.gitlab.url], opts=child
                 )
-                provider_arn = self.oidc_provider.arn
+                provider_arn = account.iam_arn(f"oidc-provider/{host}")
+                role_depends.append(self.oidc_provider)
             trust = pulumi.Output.from_input(provider_arn).apply(
                 lambda arn: to_json(gitlab_trust_policy(arn, host, cfg.gitlab.url, creds.oidc_subjects))
             )
             self.role = aws.iam.Role(
                 f"{name}-ci",
-                name=f"gitlab-buildkit-push-{cfg.environment}",
+                name=identity_name,
                 assume_role_policy=trust,
                 max_session_duration=3600,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=role_depends),
             )
-            aws.iam.RolePolicyAttachment(f"{name}-policy", role=self.role.name, policy_arn=self.policy.arn, opts=child)
-            self.role_arn = self.role.arn
+            aws.iam.RolePolicyAttachment(
+                f"{name}-policy",
+                role=identity_name,
+                policy_arn=policy_arn,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.role]),
+            )
+            self.role_arn = account.iam_arn(f"role/{identity_name}")
             outputs = {"roleArn": self.role_arn}
-        self.register_outputs({"policyArn": self.policy.arn, **outputs})
+        self.register_outputs({"policyArn": policy_arn, **outputs})

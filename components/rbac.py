@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -11,14 +12,17 @@ from .config import StackConfig
 from .kube_documents import MANAGED_BY, executor_role_rules
 
 MANAGER_SERVICE_ACCOUNT = "gitlab-runner-manager"
+EXECUTOR_ROLE = "gitlab-runner-executor"
 JOB_SERVICE_ACCOUNT = "buildkit-job"
 
 
 @dataclass(frozen=True)
 class RunnerRbacArgs:
     config: StackConfig
-    manager_namespace: pulumi.Input[str]
-    job_namespace: pulumi.Input[str]
+    manager_namespace: str
+    job_namespace: str
+    # What every child waits for (the namespaces): a component's own depends_on does not reach its children.
+    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class RunnerRbac(pulumi.ComponentResource):
@@ -28,12 +32,12 @@ class RunnerRbac(pulumi.ComponentResource):
     job_account: k8s.core.v1.ServiceAccount
     role: k8s.rbac.v1.Role
     binding: k8s.rbac.v1.RoleBinding
-    manager_account_name: pulumi.Output[str]
-    job_account_name: pulumi.Output[str]
+    manager_account_name: str
+    job_account_name: str
 
     def __init__(self, name: str, args: RunnerRbacArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitlab-buildkit-runner:kubernetes:RunnerRbac", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         self.manager_account = k8s.core.v1.ServiceAccount(
             f"{name}-manager",
             metadata={"name": MANAGER_SERVICE_ACCOUNT, "namespace": args.manager_namespace, "labels": MANAGED_BY},
@@ -50,17 +54,17 @@ class RunnerRbac(pulumi.ComponentResource):
         )
         self.role = k8s.rbac.v1.Role(
             f"{name}-executor",
-            metadata={"name": "gitlab-runner-executor", "namespace": args.job_namespace, "labels": MANAGED_BY},
+            metadata={"name": EXECUTOR_ROLE, "namespace": args.job_namespace, "labels": MANAGED_BY},
             rules=executor_role_rules(),
             opts=child,
         )
         self.binding = k8s.rbac.v1.RoleBinding(
             f"{name}-executor",
-            metadata={"name": "gitlab-runner-executor", "namespace": args.job_namespace, "labels": MANAGED_BY},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": self.role.metadata.apply(lambda m: m["name"])},
+            metadata={"name": EXECUTOR_ROLE, "namespace": args.job_namespace, "labels": MANAGED_BY},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EXECUTOR_ROLE},
             subjects=[{"kind": "ServiceAccount", "name": MANAGER_SERVICE_ACCOUNT, "namespace": args.manager_namespace}],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, self.role, self.manager_account]),
         )
-        self.manager_account_name = self.manager_account.metadata.apply(lambda m: m["name"])
-        self.job_account_name = self.job_account.metadata.apply(lambda m: m["name"])
+        self.manager_account_name = MANAGER_SERVICE_ACCOUNT
+        self.job_account_name = JOB_SERVICE_ACCOUNT
         self.register_outputs({"managerServiceAccount": self.manager_account_name, "jobServiceAccount": self.job_account_name})

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from .aws_account import AwsAccount
 from .aws_documents import CACHE_TAG_PREFIX, application_lifecycle, cache_lifecycle, pull_repository_policy, to_json, validate_lifecycle
 from .config import RegistryConfig
 
@@ -21,6 +23,7 @@ def _checked(policy: dict) -> str:
 @dataclass(frozen=True)
 class ImageRegistryArgs:
     config: RegistryConfig
+    account: AwsAccount
 
 
 class ImageRegistry(pulumi.ComponentResource):
@@ -29,21 +32,21 @@ class ImageRegistry(pulumi.ComponentResource):
 
     applications: dict[str, aws.ecr.Repository]
     cache: aws.ecr.Repository
+    repository_names: list[str]
     repository_urls: dict[str, pulumi.Output[str]]
-    repository_arns: list[pulumi.Output[str]]
     cache_url: pulumi.Output[str]
     registry: pulumi.Output[str]
 
     def __init__(self, name: str, args: ImageRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gitlab-buildkit-runner:registry:ImageRegistry", name, None, opts)
         cfg = args.config
-        child = pulumi.ResourceOptions(parent=self)
         encryption = [{"encryption_type": cfg.encryption, **({"kms_key": cfg.kms_key_arn} if cfg.kms_key_arn else {})}]
         # Every application shares one lifecycle document: build and check it once, not per repository.
         app_policy = _checked(application_lifecycle(cfg.lifecycle))
         pull_policy = to_json(pull_repository_policy(cfg.pull_principals)) if cfg.pull_principals else None
+        self.registry = args.account.registry_host()
 
-        def repository(key: str, repo_name: str, mutability: str, lifecycle: str, **extra: object) -> aws.ecr.Repository:
+        def repository(key: str, repo_name: str, mutability: str, lifecycle: str, **extra: Any) -> aws.ecr.Repository:
             repo = aws.ecr.Repository(
                 f"{name}-{key}",
                 name=repo_name,
@@ -51,12 +54,14 @@ class ImageRegistry(pulumi.ComponentResource):
                 image_scanning_configuration={"scan_on_push": True},
                 encryption_configurations=encryption,
                 force_delete=cfg.force_delete,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self),
                 **extra,
             )
-            aws.ecr.LifecyclePolicy(f"{name}-{key}", repository=repo.name, policy=lifecycle, opts=child)
+            # The repository name is known from config (and so at preview); depends_on keeps the order.
+            after_repo = pulumi.ResourceOptions(parent=self, depends_on=[repo])
+            aws.ecr.LifecyclePolicy(f"{name}-{key}", repository=repo_name, policy=lifecycle, opts=after_repo)
             if pull_policy:
-                aws.ecr.RepositoryPolicy(f"{name}-{key}", repository=repo.name, policy=pull_policy, opts=child)
+                aws.ecr.RepositoryPolicy(f"{name}-{key}", repository=repo_name, policy=pull_policy, opts=after_repo)
             return repo
 
         self.applications = {
@@ -67,15 +72,9 @@ class ImageRegistry(pulumi.ComponentResource):
             if cfg.cache_tag_mutability == "IMMUTABLE_WITH_EXCLUSION"
             else {}
         )
-        self.cache = repository(
-            "cache",
-            cfg.repository_name(cfg.cache_repository),
-            cfg.cache_tag_mutability,
-            _checked(cache_lifecycle(cfg.lifecycle)),
-            **exclusions,
-        )
-        self.repository_urls = {app: repo.repository_url for app, repo in self.applications.items()}
-        self.repository_arns = [repo.arn for repo in [*self.applications.values(), self.cache]]
-        self.cache_url = self.cache.repository_url
-        self.registry = self.cache.repository_url.apply(lambda url: url.split("/", 1)[0])
+        cache_name = cfg.repository_name(cfg.cache_repository)
+        self.cache = repository("cache", cache_name, cfg.cache_tag_mutability, _checked(cache_lifecycle(cfg.lifecycle)), **exclusions)
+        self.repository_names = [cfg.repository_name(app) for app in cfg.applications] + [cache_name]
+        self.repository_urls = {app: pulumi.Output.concat(self.registry, "/", cfg.repository_name(app)) for app in cfg.applications}
+        self.cache_url = pulumi.Output.concat(self.registry, "/", cache_name)
         self.register_outputs({"registry": self.registry, "cacheRepository": self.cache_url, "repositories": self.repository_urls})

@@ -22,9 +22,12 @@ RUNNER_ID_ANNOTATION = "gitlab-buildkit-runner/runner-id"
 @dataclass(frozen=True)
 class GitlabRunnerArgs:
     config: StackConfig
-    manager_namespace: pulumi.Input[str]
-    manager_service_account: pulumi.Input[str]
+    manager_namespace: str
+    manager_service_account: str
     job_service_account: str
+    # The manager Namespace resource: the Secret lives there (its name is a plain string).
+    manager_namespace_resource: pulumi.Resource
+    # Everything the release waits for: namespaces, RBAC, network isolation.
     depends_on: list[pulumi.Resource]
 
 
@@ -67,7 +70,7 @@ class GitlabRunner(pulumi.ComponentResource):
                 "runner-token": pulumi.Output.secret(cast(Any, self.runner.token)),
                 "runner-registration-token": "",
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.manager_namespace_resource]),
         )
         self.runner_config_toml = render_toml(build_runner_config(cfg, job_service_account=args.job_service_account))
         values = build_helm_values(

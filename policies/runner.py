@@ -68,7 +68,11 @@ def _config_policy(name: str, description: str, remediation: str):
 def _manager_context(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     if not is_runner_release(args.resource_type, args.props):
         return
-    for message in manager_context_problems(plain(args.props.get("values") or {})):
+    values = args.props.get("values") or {}
+    # Only the keys checked: other values (e.g. an annotation with the runner id) are unknown on a
+    # stack's first preview and must not fail this policy.
+    checked = {key: plain(values.get(key)) for key in ("securityContext", "podSecurityContext", "rbac")}
+    for message in manager_context_problems(checked):
         report_violation(f"runner manager: {message}", None)
 
 

@@ -149,7 +149,8 @@ def test_push_policy_covers_exactly_the_stack_repositories(run: ProgramRun) -> N
         f"arn:aws:ecr:eu-west-1:123456789012:repository/{n}" for n in ("api", "buildkit-cache", "web")
     )
     attachment = run.one("aws:iam/userPolicyAttachment:UserPolicyAttachment").inputs
-    assert attachment["policyArn"] == "arn:aws:iam::123456789012:policy/push-policy"
+    assert attachment["policyArn"] == "arn:aws:iam::123456789012:policy/gitlab-buildkit-push-dev"
+    assert run.one("aws:iam/policy:Policy").inputs["name"] == "gitlab-buildkit-push-dev"
     assert attachment["user"] == "gitlab-buildkit-push-dev"
 
 
@@ -307,3 +308,21 @@ def test_kms_encryption_and_cache_exclusion_filter() -> None:
     assert "imageTagMutabilityExclusionFilters" not in repos["web"]
     assert repos["buildkit-cache"]["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
     assert repos["buildkit-cache"]["imageTagMutabilityExclusionFilters"] == [{"filter": "cache-*", "filterType": "WILDCARD"}]
+
+
+def test_creation_order_is_explicit_where_names_are_plain_strings(run: ProgramRun) -> None:
+    """Names known from config are passed as strings (known at preview); depends_on must then carry the order."""
+    namespaces = {r.inputs["metadata"]["name"]: r.urn for r in run.of_type("kubernetes:core/v1:Namespace")}
+    for reg in run.resources:
+        namespace = (reg.inputs.get("metadata") or {}).get("namespace") if reg.type.startswith("kubernetes:") else None
+        if namespace:
+            assert namespaces[namespace] in reg.dependencies, f"{reg.type} {reg.name} does not wait for namespace {namespace}"
+    release = run.one("kubernetes:helm.sh/v3:Release")
+    for typ in ("kubernetes:core/v1:Secret", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "kubernetes:core/v1:LimitRange"):
+        assert run.one(typ).urn in release.dependencies, typ
+    assert {p.urn for p in run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")} <= set(release.dependencies)
+    repos = {r.inputs["name"]: r.urn for r in run.of_type("aws:ecr/repository:Repository")}
+    for lifecycle in run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy"):
+        assert repos[lifecycle.inputs["repository"]] in lifecycle.dependencies
+    attachment = run.one("aws:iam/userPolicyAttachment:UserPolicyAttachment")
+    assert {run.one("aws:iam/policy:Policy").urn, run.one("aws:iam/user:User").urn} <= set(attachment.dependencies)

@@ -96,11 +96,16 @@ def _secret_paths(value: Any, path: str):
 class StackMocks(Mocks):
     """Computed outputs the real providers would return, shaped like theirs."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, preview: bool = False) -> None:
         self.region = region
+        # In a first `pulumi preview` nothing exists yet: providers return no computed outputs, so
+        # everything derived from them (ARNs, URLs, ids, tokens) is unknown to the program.
+        self.preview = preview
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
+        if self.preview:
+            return "", state
         typ, name = args.typ, args.inputs.get("name") or args.name
         resource_id = f"{args.name}-id"
         if typ == "aws:ecr/repository:Repository":
@@ -124,8 +129,12 @@ class StackMocks(Mocks):
             state["status"] = {"status": "deployed", "namespace": args.inputs.get("namespace"), "version": args.inputs.get("version")}
         return resource_id, state
 
-    def call(self, args: Any) -> tuple[dict, list | None]:
-        return {}, None
+    def call(self, args: Any) -> dict:  # type: ignore[override]  # the SDK accepts a plain dict (no failures)
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDAMOCK", "id": ACCOUNT}
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsPrefix": "com.amazonaws", "id": "aws"}
+        raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
 class RecordingMonitor(MockMonitor):
@@ -198,6 +207,7 @@ def run_program(
     secrets: Mapping[str, str] | None = None,
     other_config: Mapping[str, str] | None = None,
     monitor: RecordingMonitor | None = None,
+    preview: bool = False,
 ) -> ProgramRun:
     """Run __main__.main() with this project config; returns every registration and the stack outputs."""
     flat = {f"{PROJECT}:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in config.items()}
@@ -208,9 +218,10 @@ def run_program(
     flat.update(other_config or {})
     runtime_config.set_all_config(flat, secret_keys)
     region = (config.get("registry") or {}).get("region", "eu-west-1")
-    monitor = monitor or RecordingMonitor(StackMocks(region))
+    mocks = StackMocks(region, preview=preview)
+    monitor = monitor or RecordingMonitor(mocks)
     runtime_settings.ROOT.set(None)  # a fresh root stack per run, so exports do not leak between runs
-    pulumi.runtime.set_mocks(StackMocks(region), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     main = _program_main()
     outputs: dict[str, Any] = {}
 
