@@ -228,9 +228,10 @@ def test_key_rotation_slots() -> None:
     run = run_program(make_config(credentials={"accessKeySlots": ["blue", "green"], "activeAccessKey": "green"}))
     keys = run.of_type("aws:iam/accessKey:AccessKey")
     assert sorted(k.name for k in keys) == ["push-blue", "push-green"]
-    green_id = next(k for k in keys if k.name == "push-green")
-    assert ci_variables(run)["AWS_ACCESS_KEY_ID"].inputs["value"] == green_id.outputs.get("id", run.outputs["pushAccessKeyId"])
-    assert run.outputs["pushAccessKeyId"].startswith("AKIAMOCK")
+    ids = {k.name: k.resource_id for k in keys}
+    assert ids["push-green"] != ids["push-blue"]
+    assert ci_variables(run)["AWS_ACCESS_KEY_ID"].inputs["value"] == ids["push-green"]
+    assert run.outputs["pushAccessKeyId"] == ids["push-green"]
 
 
 def test_prod_protects_stateful_aws_resources_only() -> None:

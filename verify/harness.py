@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -44,6 +45,7 @@ class Registration:
     protect: bool
     dependencies: list[str]
     additional_secret_outputs: list[str]
+    resource_id: str = ""  # the id the (mock) provider returned
     request_object: Any = None  # the RegisterResource protobuf Struct, converted on first use
     response_object: Any = None
 
@@ -120,7 +122,7 @@ class StackMocks(Mocks):
             host = str(args.inputs["url"]).removeprefix("https://")
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"
         elif typ == "aws:iam/accessKey:AccessKey":
-            resource_id = f"AKIAMOCK{abs(hash(args.name)) % 10**12:012d}"
+            resource_id = f"AKIAMOCK{zlib.crc32(args.name.encode()):012d}"  # deterministic across runs
             state["secret"] = MOCK_SECRET_ACCESS_KEY
         elif typ == "gitlab:index/userRunner:UserRunner":
             resource_id = "4242"
@@ -156,6 +158,7 @@ class RecordingMonitor(MockMonitor):
             protect=bool(request.protect),
             dependencies=list(request.dependencies),
             additional_secret_outputs=list(request.additionalSecretOutputs),
+            resource_id=response.id,
             # Converting every Struct to a dict here would be paid per resource even when nobody reads it.
             request_object=request.object if request.HasField("object") else None,
             response_object=response.object if response.HasField("object") else None,
