@@ -18,7 +18,7 @@ from verify.harness import ROOT, run_program
 
 TEMPLATE = ROOT / "templates" / "buildkit-build.yml"
 PIPELINE = ROOT / ".gitlab-ci.yml"
-INPUT = re.compile(r"\$\[\[\s*inputs\.([a-z_]+)\s*\]\]")
+INPUT = re.compile(r"\$\[\[\s*inputs\.([a-z0-9_]+)\s*\]\]")
 # Variables GitLab sets in every job (https://docs.gitlab.com/ci/variables/predefined_variables/) and
 # the ones the shell provides.
 PREDEFINED = {
@@ -119,6 +119,8 @@ def test_template_job_shape() -> None:
     assert job["tags"] == ["buildkit", "prod"]
     assert job["environment"] == {"name": "production", "action": "prepare"}
     assert job["variables"]["BUILDKITD_FLAGS"] == "--oci-worker-no-process-sandbox"
+    assert all(isinstance(value, str) for value in job["variables"].values()), job["variables"]  # GitLab needs strings
+    assert not [v for v in job["variables"].values() if "$[[" in v]
     assert job["id_tokens"] == {"AWS_ID_TOKEN": {"aud": "$CI_SERVER_URL"}}
     script = "\n".join(job["script"])
     assert "buildctl-daemonless.sh build" in script
