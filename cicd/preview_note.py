@@ -1,14 +1,16 @@
 """Merge-request preview note: `pulumi preview --json` (+ policy events) -> Markdown -> one note per stack.
 
 Inputs, as the Pulumi CLI writes them:
-- the preview digest from `pulumi preview --json` (pkg/display/json.go `PreviewDigest`: `steps[]` with
-  `op`, `urn`, `oldState`/`newState` (apitype.ResourceV3, secrets written as "[secret]"),
-  `diffReasons`, `replaceReasons`, `detailedDiff{path: {kind, inputDiff}}`; `changeSummary{op: n}`;
-  `diagnostics[]`). The digest has no policy results (the JSON writer skips policy events), so
-- policy violations come from `--event-log <file>`: one apitype.EngineEvent per line, the ones with
-  `policyEvent{resourceUrn, message, policyName, policyPackName, enforcementLevel}`.
+- `--event-log <file>` of `pulumi preview --diff`: one apitype.EngineEvent per line. `resourcePreEvent`
+  carries each step (`metadata`: `op`, `urn`, `old`/`new` state with `inputs`, `diffs`,
+  `detailedDiff{path: {kind, inputDiff}}`; secrets blinded as "[secret]"), `summaryEvent` the
+  `resourceChanges` counts, `policyEvent` the violations (`policyName`, `enforcementLevel`, ...).
+  This is what CI uses: one preview gives the human `--diff` log and the machine-readable events.
+- optionally the digest of `pulumi preview --json` (pkg/display/json.go `PreviewDigest`: `steps[]`,
+  `changeSummary`, `diagnostics[]`), used instead of the events for steps and counts. It has no policy
+  results (the JSON writer skips policy events), so violations always come from the event log.
 
-    python -m cicd.preview_note --stack prod --preview preview.json --events events.jsonl \
+    python -m cicd.preview_note --stack prod --events events.jsonl [--preview preview.json] \
         [--post] [--terraform-report tf.json] [--max-chars 60000]
 
 With --post it finds its own note on the merge request by a hidden marker and updates it in place
@@ -152,6 +154,37 @@ def policy_violations(events: Iterable[Mapping[str, Any]]) -> list[PolicyViolati
     return found
 
 
+def digest_from_events(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A PreviewDigest-shaped dict from engine events (resourcePreEvent steps, summaryEvent counts)."""
+    steps: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    summary: dict[str, int] = {}
+    diagnostics: list[dict[str, Any]] = []
+    for event in events:
+        if "resourcePreEvent" in event:
+            meta = event["resourcePreEvent"].get("metadata") or {}
+            key = (meta.get("op", ""), meta.get("urn", ""))
+            if key in seen:
+                continue
+            seen.add(key)
+            steps.append(
+                {
+                    "op": meta.get("op"),
+                    "urn": meta.get("urn", ""),
+                    "oldState": {"inputs": (meta.get("old") or {}).get("inputs") or {}},
+                    "newState": {"inputs": (meta.get("new") or {}).get("inputs") or {}},
+                    "diffReasons": meta.get("diffs") or [],
+                    "detailedDiff": meta.get("detailedDiff"),
+                }
+            )
+        elif "summaryEvent" in event:
+            summary = dict(event["summaryEvent"].get("resourceChanges") or {})
+        elif "diagnosticEvent" in event:
+            diag = event["diagnosticEvent"]
+            diagnostics.append({"urn": diag.get("urn", ""), "message": diag.get("message", ""), "severity": diag.get("severity", "")})
+    return {"steps": steps, "changeSummary": summary, "diagnostics": diagnostics}
+
+
 def read_events(path: Path | None) -> list[dict[str, Any]]:
     if path is None or not path.exists():
         return []
@@ -234,8 +267,8 @@ def upsert_note(*, api_url: str, token: str, project_id: str, mr_iid: str, stack
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", required=True)
-    parser.add_argument("--preview", type=Path, required=True, help="output of `pulumi preview --json`")
-    parser.add_argument("--events", type=Path, help="output of `pulumi preview --event-log` (policy violations)")
+    parser.add_argument("--events", type=Path, required=True, help="the file `pulumi preview --event-log` wrote")
+    parser.add_argument("--preview", type=Path, help="optional output of `pulumi preview --json` (steps and counts)")
     parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS)
     parser.add_argument("--output", type=Path, help="also write the Markdown here")
     parser.add_argument("--terraform-report", type=Path, help="write GitLab's terraform report JSON here")
@@ -243,11 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        digest = json.loads(args.preview.read_text())
+        events = read_events(args.events)
+        digest = json.loads(args.preview.read_text()) if args.preview else digest_from_events(events)
     except (OSError, json.JSONDecodeError) as exc:
-        print(f"cannot read the preview JSON {args.preview}: {exc}", file=sys.stderr)
+        print(f"cannot read the preview output: {exc}", file=sys.stderr)
         return 2
-    body = render(args.stack, digest, read_events(args.events), args.max_chars, os.environ.get("CI_JOB_URL", ""))
+    if not args.preview and not any("summaryEvent" in e for e in events):
+        print(f"{args.events} has no summaryEvent: the preview did not finish (see the job log)", file=sys.stderr)
+    body = render(args.stack, digest, events, args.max_chars, os.environ.get("CI_JOB_URL", ""))
     if args.output:
         args.output.write_text(body)
     if args.terraform_report:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cicd.preview_note import MARKER, main, read_events, render, terraform_report, upsert_note
+from cicd.preview_note import MARKER, digest_from_events, main, read_events, render, terraform_report, upsert_note
 
 FIXTURES = Path(__file__).parent / "fixtures" / "preview"
 
@@ -25,6 +25,15 @@ def digest() -> dict[str, Any]:
 @pytest.fixture
 def events() -> list[dict[str, Any]]:
     return read_events(FIXTURES / "prod-events.jsonl")
+
+
+def test_event_log_alone_gives_the_same_note(digest: dict, events: list) -> None:
+    """CI runs one `pulumi preview --diff --event-log`: steps and counts come from the events."""
+    full = read_events(FIXTURES / "prod-preview-events.jsonl")
+    from_events = digest_from_events(full)
+    assert [(s["op"], s["urn"]) for s in from_events["steps"]] == [(s["op"], s["urn"]) for s in digest["steps"]]
+    assert from_events["changeSummary"] == digest["changeSummary"]
+    assert render("prod", from_events, full) == render("prod", digest, events)
 
 
 def test_summary_line_and_marker(digest: dict, events: list) -> None:
@@ -203,19 +212,9 @@ def test_cli_posts_with_ci_environment(
     monkeypatch.setenv("CI_MERGE_REQUEST_IID", "3")
     monkeypatch.setenv("PREVIEW_NOTE_TOKEN", "glpat-test")
     report = tmp_path / "tf.json"
-    code = main(
-        [
-            "--stack",
-            "prod",
-            "--preview",
-            str(FIXTURES / "prod-preview.json"),
-            "--events",
-            str(FIXTURES / "prod-events.jsonl"),
-            "--post",
-            "--terraform-report",
-            str(report),
-        ]
-    )
+    # What CI runs: only the event log of `pulumi preview --diff --event-log ...`.
+    events = str(FIXTURES / "prod-preview-events.jsonl")
+    code = main(["--stack", "prod", "--events", events, "--post", "--terraform-report", str(report)])
     assert code == 0
     assert "preview note for prod created" in capsys.readouterr().out
     assert json.loads(report.read_text()) == {"create": 2, "update": 3, "delete": 2}
@@ -225,12 +224,19 @@ def test_cli_posts_with_ci_environment(
 def test_cli_refuses_to_post_without_ci_environment(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("CI_API_V4_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID", "PREVIEW_NOTE_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    assert main(["--stack", "prod", "--preview", str(FIXTURES / "prod-preview.json"), "--post"]) == 2
+    assert main(["--stack", "prod", "--events", str(FIXTURES / "prod-preview-events.jsonl"), "--post"]) == 2
     assert "--post needs CI_API_V4_URL, CI_PROJECT_ID, CI_MERGE_REQUEST_IID, PREVIEW_NOTE_TOKEN" in capsys.readouterr().err
 
 
 def test_cli_reports_unreadable_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "preview.json"
     broken.write_text("error: no stack selected")
-    assert main(["--stack", "prod", "--preview", str(broken)]) == 2
-    assert "cannot read the preview JSON" in capsys.readouterr().err
+    assert main(["--stack", "prod", "--events", str(FIXTURES / "prod-events.jsonl"), "--preview", str(broken)]) == 2
+    assert "cannot read the preview output" in capsys.readouterr().err
+
+
+def test_cli_warns_when_the_preview_did_not_finish(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    partial = tmp_path / "events.jsonl"
+    partial.write_text("\n".join((FIXTURES / "prod-preview-events.jsonl").read_text().splitlines()[:3]))
+    assert main(["--stack", "prod", "--events", str(partial)]) == 0
+    assert "has no summaryEvent: the preview did not finish" in capsys.readouterr().err
