@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import json
 import re
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -490,14 +491,24 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"  {PROJECT}:{key} = {value}: {msg}"
 
 
-def parse_config(raw: Mapping[str, Any]) -> StackConfig:
-    """Validate a plain mapping of project config keys (without the namespace prefix)."""
+def parse_config(raw: Mapping[str, Any], stack: str | None = None) -> StackConfig:
+    """Validate a plain mapping of project config keys (without the namespace prefix).
+
+    A stack named like an environment must declare that environment: a `prod` stack whose config says
+    `environment: dev` would silently skip the prod rules (pinning, protection, immutability).
+    """
     data = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
     try:
-        return StackConfig.model_validate(data)
+        cfg = StackConfig.model_validate(data)
     except ValidationError as exc:
         lines = [_describe(e) for e in exc.errors(include_url=False)]
         raise ConfigError("invalid stack configuration:\n" + "\n".join(lines)) from None
+    if stack in typing.get_args(Environment) and stack != cfg.environment:
+        raise ConfigError(
+            f"invalid stack configuration:\n  {PROJECT}:environment = {json.dumps(cfg.environment)}: "
+            f"stack {stack!r} must declare environment {stack!r} (a stack named after an environment gets its rules)"
+        )
+    return cfg
 
 
 def project_config(entries: Iterable[tuple[str, Any]], secret_keys: Iterable[str] = ()) -> dict[str, Any]:
@@ -533,4 +544,6 @@ def load_config() -> StackConfig:
 
     entries = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
-    return parse_config(project_config(entries.items(), secret_keys))
+    import pulumi
+
+    return parse_config(project_config(entries.items(), secret_keys), stack=pulumi.get_stack())

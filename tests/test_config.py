@@ -376,3 +376,10 @@ def test_plain_text_gitlab_token_is_refused() -> None:
 def test_secret_gitlab_token_is_accepted_and_not_part_of_the_model() -> None:
     raw = project_config([("gitlab-buildkit-runner:gitlabToken", "glpat-123")], secret_keys=["gitlab-buildkit-runner:gitlabToken"])
     assert raw == {}
+
+
+def test_stack_named_after_an_environment_must_declare_it() -> None:
+    with pytest.raises(ConfigError, match=r"environment = \"dev\": stack 'prod' must declare environment 'prod'"):
+        parse_config(make_config(environment="dev"), stack="prod")
+    assert parse_config(make_config(environment="dev"), stack="dev").environment == "dev"
+    assert parse_config(make_config(environment="dev"), stack="feature-sandbox").environment == "dev"

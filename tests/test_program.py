@@ -327,3 +327,10 @@ def test_creation_order_is_explicit_where_names_are_plain_strings(run: ProgramRu
         assert repos[lifecycle.inputs["repository"]] in lifecycle.dependencies
     attachment = run.one("aws:iam/userPolicyAttachment:UserPolicyAttachment")
     assert {run.one("aws:iam/policy:Policy").urn, run.one("aws:iam/user:User").urn} <= set(attachment.dependencies)
+
+
+def test_prod_stack_cannot_run_with_dev_rules() -> None:
+    monitor = RecordingMonitor(StackMocks("eu-west-1"))
+    with pytest.raises(ConfigError, match=r"stack 'prod' must declare environment 'prod'"):
+        run_program(make_config(), stack="prod", monitor=monitor)
+    assert monitor.registrations == {}
