@@ -8,6 +8,7 @@ Every key lives in the project namespace (``gitlab-buildkit-runner:<key>``) and 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import ipaddress
 import json
 import re
@@ -199,6 +200,11 @@ class RunnerConfig(_Model):
     """gitlab-runner image tag for the manager; unset uses the chart's appVersion."""
     job_image: ImageRef = "moby/buildkit:v0.25.1-rootless"
     """Default job image (rootless BuildKit); prod requires a version tag or digest."""
+    allowed_images: list[
+        Annotated[str, _check(re.compile(r"^[a-z0-9*][a-z0-9._/:@*-]*$"), "an image pattern such as 'moby/buildkit:*rootless*'")]
+    ] = Field(default=["moby/buildkit:*rootless*"], min_length=1)
+    """Images a job may choose (runner allowed_images, doublestar patterns): the build container's
+    relaxed security context applies to whatever image a job runs, so only rootless BuildKit."""
     helper_image: ImageRef | None = None
     """Helper image override; unset uses the runner's default helper."""
     scope: RunnerScope
@@ -260,6 +266,8 @@ class RunnerConfig(_Model):
             )
         if self.acknowledge_unconfined and self.job_security_mode != "unconfined":
             raise ValueError("acknowledgeUnconfined is only meaningful with jobSecurityMode 'unconfined'")
+        if not any(fnmatch.fnmatchcase(self.job_image, pattern) for pattern in self.allowed_images):
+            raise ValueError(f"jobImage {self.job_image!r} is not matched by allowedImages {self.allowed_images}")
         if not self.tags and not self.run_untagged:
             raise ValueError("tags is empty and runUntagged is false: the runner could never pick a job")
         if len(set(self.tags)) != len(self.tags):

@@ -65,6 +65,7 @@ class PodSpecPatch(_Toml):
 class KubernetesExecutor(_Toml):
     namespace: str
     image: str
+    allowed_images: list[str]
     helper_image: str | None = None
     privileged: bool = False
     allow_privilege_escalation: bool | None = None
@@ -140,6 +141,8 @@ def build_runner_config(cfg: StackConfig, *, job_service_account: str) -> Runner
                 kubernetes=KubernetesExecutor(
                     namespace=cfg.kubernetes.job_namespace,
                     image=runner.job_image,
+                    # Jobs may only pick these images: the relaxed build context below is for BuildKit.
+                    allowed_images=list(runner.allowed_images),
                     helper_image=runner.helper_image,
                     privileged=False,
                     service_account=job_service_account,

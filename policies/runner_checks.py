@@ -54,36 +54,35 @@ class RunnerException:
     namespaces_from: str | None = None
 
 
+ROOTLESS_BUILDKIT = ("moby/buildkit:*rootless*", "*/moby/buildkit:*rootless*")  # Docker Hub or a mirror
 RUNNER_EXCEPTIONS: tuple[RunnerException, ...] = (
     # rootlesskit calls setuid newuidmap/newgidmap: no_new_privs breaks it (moby/buildkit#1671).
-    RunnerException(
-        "buildkit-escalation",
-        "build",
-        ("moby/buildkit:*-rootless*", "moby/buildkit:rootless*", "moby/buildkit@*"),
-        "allow_privilege_escalation",
-    ),
+    RunnerException("buildkit-escalation", "build", ROOTLESS_BUILDKIT, "allow_privilege_escalation"),
     # newuidmap needs SETUID/SETGID in the bounding set.
-    RunnerException(
-        "buildkit-keep-setid-caps", "build", ("moby/buildkit:*-rootless*", "moby/buildkit:rootless*", "moby/buildkit@*"), "no_drop_all"
-    ),
+    RunnerException("buildkit-keep-setid-caps", "build", ROOTLESS_BUILDKIT, "no_drop_all"),
     # Upstream examples run unconfined so unshare(2)/mount(2) work; only in the acknowledged mode.
-    RunnerException(
-        "buildkit-unconfined",
-        "build",
-        ("moby/buildkit:*-rootless*", "moby/buildkit:rootless*", "moby/buildkit@*"),
-        "unconfined_profiles",
-        "acknowledged-unconfined",
-    ),
+    RunnerException("buildkit-unconfined", "build", ROOTLESS_BUILDKIT, "unconfined_profiles", "acknowledged-unconfined"),
 )
 
 
+def job_images(kube: Mapping[str, Any]) -> list[str]:
+    """Every image a job on this runner can run: the default plus `allowed_images` (no list = any image).
+
+    The build container's security context applies to whatever image a job picks, so an exception
+    holds only when all of them are covered. An allowed pattern is read as a string and must itself
+    fit an exception pattern ('moby/buildkit:*rootless*' does; '*', '**' or 'moby/buildkit:*' do not).
+    """
+    allowed = list(kube.get("allowed_images") or ["**"])
+    return [str(kube.get("image", "")), *map(str, allowed)]
+
+
 def exception_for(
-    relaxation: str, container: str, image: str, namespace: str, unconfined_namespaces: Iterable[str]
+    relaxation: str, container: str, images: Iterable[str], namespace: str, unconfined_namespaces: Iterable[str]
 ) -> RunnerException | None:
     for exc in RUNNER_EXCEPTIONS:
         if exc.relaxation != relaxation or exc.container != container:
             continue
-        if not any(fnmatch.fnmatchcase(image, pattern) for pattern in exc.images):
+        if not all(any(fnmatch.fnmatchcase(image, pattern) for pattern in exc.images) for image in images):
             continue
         if exc.namespaces_from == "acknowledged-unconfined" and namespace not in set(unconfined_namespaces):
             continue
@@ -108,10 +107,11 @@ def runner_config_problems(config: Mapping[str, Any], unconfined_namespaces: Ite
 
     for where, kube in _kube_sections(config):
         image = str(kube.get("image", ""))
+        images = job_images(kube)
         namespace = str(kube.get("namespace", ""))
 
         def allowed(relaxation: str, container: str) -> bool:
-            return exception_for(relaxation, container, image, namespace, unconfined_namespaces) is not None
+            return exception_for(relaxation, container, images, namespace, unconfined_namespaces) is not None
 
         if kube.get("privileged") is True:
             add("gitlab-runner-privileged", f"{where}.kubernetes.privileged = true")

@@ -274,6 +274,15 @@ def test_config_is_frozen() -> None:
             r"oidcSubjects\.0\.refType = \"commit\": Input should be 'branch' or 'tag'",
         ),
         ({"credentials": {"accessKeySlots": ["red"]}}, r"credentials\.accessKeySlots\.0 = \"red\": Input should be 'blue' or 'green'"),
+        ({"runner": {"scope": SCOPE, "allowedImages": []}}, r"runner\.allowedImages = \[\]: List should have at least 1 item"),
+        (
+            {"runner": {"scope": SCOPE, "allowedImages": ["docker:*"]}},
+            r"jobImage 'moby/buildkit:v0\.25\.1-rootless' is not matched by allowedImages \['docker:\*'\]",
+        ),
+        (
+            {"runner": {"scope": SCOPE, "allowedImages": ["Moby Buildkit"]}},
+            r"runner\.allowedImages\.0 = \"Moby Buildkit\": must be an image pattern",
+        ),
     ],
 )
 def test_invalid_config_names_key_value_and_allowed(overrides: dict, expected: str) -> None:
@@ -305,7 +314,13 @@ def test_missing_required_top_level_keys_are_all_reported() -> None:
             "runner.jobImage 'moby/buildkit:rootless' must be pinned",
         ),
         (
-            {"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobImage": "moby/buildkit"}},
+            {
+                "runner": {
+                    "scope": {"type": "project_type", "projectId": 1},
+                    "jobImage": "moby/buildkit",
+                    "allowedImages": ["moby/buildkit*"],
+                }
+            },
             "runner.jobImage 'moby/buildkit' must be pinned",
         ),
         (

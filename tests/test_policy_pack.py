@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -423,6 +424,31 @@ def test_runner_config_violations(
     pack: PolicyPack, dev_resources: list[ResourceInput], label: str, edit: Callable[[str], str], expected: list[str]
 ) -> None:
     assert mandatory(pack, replace(dev_resources, RELEASE, runner_toml_edit(edit))) == expected
+
+
+@pytest.mark.parametrize(
+    ("label", "edit"),
+    [
+        ("no allowed_images (jobs may pick any image)", lambda t: re.sub(r"allowed_images = \[[^\]]*\]\n", "", t)),
+        ("any image allowed", lambda t: re.sub(r"allowed_images = \[[^\]]*\]", 'allowed_images = ["**"]', t)),
+        ("rootful buildkit allowed", lambda t: re.sub(r"allowed_images = \[[^\]]*\]", 'allowed_images = ["moby/buildkit:*"]', t)),
+    ],
+)
+def test_escalation_exception_needs_allowed_images_limited_to_rootless_buildkit(
+    pack: PolicyPack, dev_resources: list[ResourceInput], label: str, edit: Callable[[str], str]
+) -> None:
+    changed = replace(dev_resources, RELEASE, runner_toml_edit(edit))
+    assert mandatory(pack, changed) == ["gitlab-runner-privilege-escalation"], label
+
+
+def test_mirrored_rootless_buildkit_keeps_the_exception(pack: PolicyPack, dev_resources: list[ResourceInput]) -> None:
+    mirror = "registry.example.com/mirror/moby/buildkit"
+
+    def edit(text: str) -> str:
+        text = text.replace('image = "moby/buildkit:v0.25.1-rootless"', f'image = "{mirror}:v0.25.1-rootless"')
+        return re.sub(r"allowed_images = \[[^\]]*\]", f'allowed_images = ["{mirror}:*rootless*"]', text)
+
+    assert mandatory(pack, replace(dev_resources, RELEASE, runner_toml_edit(edit))) == []
 
 
 def test_buildkit_needs_are_advisory(pack: PolicyPack, dev_resources: list[ResourceInput]) -> None:

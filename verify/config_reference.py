@@ -68,7 +68,7 @@ def rows(model: type[BaseModel] = StackConfig, prefix: str = "") -> Iterator[tup
             default = json.dumps(field.default.model_dump(by_alias=True, exclude_none=True))
         else:
             default = json.dumps(field.default)
-        yield key, type_name(field.annotation), default, field.description or ""
+        yield key, type_name(field.annotation), default, " ".join((field.description or "").split())
         nested = _nested_model(field.annotation)
         if nested is not None:
             separator = (
