@@ -477,6 +477,15 @@ class StackConfig(_Model):
                 raise ValueError("prod rules: " + "; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _oidc_issuer(self) -> StackConfig:
+        if self.credentials.mode == "oidc" and ":" in self.gitlab.url.removeprefix("https://"):
+            raise ValueError(
+                f"gitlab.url {self.gitlab.url!r} has a port: with credentials.mode 'oidc' it is the OIDC issuer, "
+                "whose IAM condition keys are '<host>:aud'/'<host>:sub'; serve GitLab on 443"
+            )
+        return self
+
     @property
     def environment_scope(self) -> str:
         return self.gitlab.environment_scope or self.environment

@@ -398,3 +398,11 @@ def test_stack_named_after_an_environment_must_declare_it() -> None:
         parse_config(make_config(environment="dev"), stack="prod")
     assert parse_config(make_config(environment="dev"), stack="dev").environment == "dev"
     assert parse_config(make_config(environment="dev"), stack="feature-sandbox").environment == "dev"
+
+
+def test_oidc_issuer_must_not_have_a_port() -> None:
+    raw = make_config(credentials={"mode": "oidc", "oidcSubjects": [{"projectPath": "a/b", "ref": "main"}]})
+    raw["gitlab"] = {"url": "https://gitlab.example.com:8443", "variablesProject": "a/b"}
+    assert "gitlab.url 'https://gitlab.example.com:8443' has a port" in error_of(raw)
+    raw["credentials"] = {"mode": "access-key"}
+    assert parse_config(raw).gitlab.url == "https://gitlab.example.com:8443"
