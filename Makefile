@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt policies/requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt policies/requirements.txt cicd/requirements.txt
 	@echo ">> creating $(VENV) and installing pinned requirements"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -63,7 +63,7 @@ class GitlabRunner(pulumi.ComponentResource):
         self.runner_id = self.runner.id
         self.token_secret = k8s.core.v1.Secret(
             f"{name}-token",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=TOKEN_SECRET_NAME, namespace=args.manager_namespace, labels=MANAGED_BY),
+            metadata={"name": TOKEN_SECRET_NAME, "namespace": args.manager_namespace, "labels": MANAGED_BY},
             type="Opaque",
             # The chart mounts both keys by name; the registration token is deprecated and stays empty.
             string_data={

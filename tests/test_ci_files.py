@@ -207,6 +207,10 @@ def test_pipeline_structure() -> None:
     assert pipeline["deploy:prod"]["rules"][0]["when"] == "manual"
     assert '$CI_COMMIT_REF_PROTECTED == "true"' in pipeline["deploy:prod"]["rules"][0]["if"]
     assert "--expect-no-changes" in " ".join(pipeline["drift"]["script"])
+    # The Pulumi jobs install the program, the pack and what cicd.preview_note imports (python-gitlab).
+    install = " ".join(pipeline[".pulumi"]["before_script"])
+    for requirements in ("requirements.txt", "policies/requirements.txt", "cicd/requirements.txt"):
+        assert f"-r {requirements}" in install
     assert pipeline["drift"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
     for job in ("lint", "test", "synth"):
         assert "id_tokens" not in pipeline[job] and pipeline[job]["extends"] == ".python"
