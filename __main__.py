@@ -6,13 +6,13 @@ Thin on purpose: validate config, build the components, export. Everything else 
 import pulumi
 
 from components.aws_account import lookup_account
-from components.ci_variables import CiVariables, CiVariablesArgs, ci_variable_specs
+from components.ci_variables import CiVariables, CiVariablesArgs
 from components.config import load_config
 from components.namespaces import RunnerNamespaces, RunnerNamespacesArgs
 from components.network import NetworkIsolation, NetworkIsolationArgs
 from components.providers import build_providers
 from components.push_identity import PushIdentity, PushIdentityArgs
-from components.rbac import JOB_SERVICE_ACCOUNT, RunnerRbac, RunnerRbacArgs
+from components.rbac import RunnerRbac, RunnerRbacArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.runner import GitlabRunner, GitlabRunnerArgs
 
@@ -24,22 +24,43 @@ def main() -> None:
     # ECR repositories and the push identity are stateful: protected where the config says (prod must).
     on_aws = pulumi.ResourceOptions(providers=[providers.aws], protect=cfg.registry.protect)
 
-    namespaces = RunnerNamespaces("runner", RunnerNamespacesArgs(cfg), opts=on_k8s)
-    # Namespace names are plain config strings (known at preview), so the dependency is explicit.
-    both = [namespaces.manager, namespaces.jobs]
-    rbac = RunnerRbac("runner", RunnerRbacArgs(cfg, namespaces.manager_name, namespaces.job_name, both), opts=on_k8s)
+    namespaces = RunnerNamespaces("runner", RunnerNamespacesArgs(cfg.kubernetes, cfg.runner), opts=on_k8s)
+    rbac = RunnerRbac(
+        "runner",
+        RunnerRbacArgs(
+            manager_namespace=namespaces.manager_name,
+            job_namespace=namespaces.job_name,
+            job_automount_service_account_token=cfg.kubernetes.job_automount_service_account_token,
+            depends_on=namespaces.namespace_resources,
+        ),
+        opts=on_k8s,
+    )
     isolation = (
-        NetworkIsolation("runner", NetworkIsolationArgs(cfg, namespaces.manager_name, namespaces.job_name, both), opts=on_k8s)
+        NetworkIsolation(
+            "runner",
+            NetworkIsolationArgs(
+                cfg.network,
+                manager_namespace=namespaces.manager_name,
+                job_namespace=namespaces.job_name,
+                metrics_enabled=cfg.runner.metrics_enabled,
+                depends_on=namespaces.namespace_resources,
+            ),
+            opts=on_k8s,
+        )
         if cfg.network.enabled
         else None
     )
     runner = GitlabRunner(
         "buildkit",
         GitlabRunnerArgs(
-            cfg,
+            cfg.runner,
+            environment=cfg.environment,
+            gitlab_url=cfg.gitlab.url,
             manager_namespace=namespaces.manager_name,
+            job_namespace=namespaces.job_name,
             manager_service_account=rbac.manager_account_name,
-            job_service_account=JOB_SERVICE_ACCOUNT,
+            job_service_account=rbac.job_account_name,
+            job_automount_service_account_token=cfg.kubernetes.job_automount_service_account_token,
             manager_namespace_resource=namespaces.manager,
             depends_on=[namespaces, rbac, *([isolation] if isolation else [])],
         ),
@@ -47,20 +68,31 @@ def main() -> None:
     )
     account = lookup_account(cfg.registry.region, providers.aws)
     registry = ImageRegistry("ecr", ImageRegistryArgs(cfg.registry, account), opts=on_aws)
-    identity = PushIdentity("push", PushIdentityArgs(cfg, account, registry.repository_names), opts=on_aws)
+    identity = PushIdentity(
+        "push",
+        PushIdentityArgs(
+            cfg.credentials,
+            environment=cfg.environment,
+            gitlab_url=cfg.gitlab.url,
+            gitlab_host=cfg.gitlab.host,
+            account=account,
+            repository_names=registry.repository_names,
+        ),
+        opts=on_aws,
+    )
     CiVariables(
         "ci",
         CiVariablesArgs(
-            cfg,
-            ci_variable_specs(
-                cfg,
-                registry=registry.registry,
-                repository_urls=registry.repository_urls,
-                cache_url=registry.cache_url,
-                access_key_id=identity.access_key_id,
-                secret_access_key=identity.secret_access_key,
-                role_arn=identity.role_arn,
-            ),
+            cfg.gitlab,
+            environment_scope=cfg.environment_scope,
+            region=cfg.registry.region,
+            credentials_mode=cfg.credentials.mode,
+            registry_host=registry.registry_host,
+            repository_urls=registry.repository_urls,
+            cache_url=registry.cache_url,
+            access_key_id=identity.access_key_id,
+            secret_access_key=identity.secret_access_key,
+            role_arn=identity.role_arn,
         ),
         opts=pulumi.ResourceOptions(providers=[providers.gitlab]),
     )
@@ -72,7 +104,7 @@ def main() -> None:
     pulumi.export("runnerId", runner.runner_id)
     pulumi.export("releaseName", runner.release.name)
     pulumi.export("releaseStatus", runner.release_status)
-    pulumi.export("registry", registry.registry)
+    pulumi.export("registry", registry.registry_host)
     pulumi.export("repositories", registry.repository_urls)
     pulumi.export("cacheRepository", registry.cache_url)
     pulumi.export("credentialsMode", cfg.credentials.mode)

@@ -84,7 +84,7 @@ def baseline() -> dict:
     import pulumi_kubernetes as k8s
     import pydantic  # noqa: F401
 
-    from verify.harness import RecordingMonitor, StackMocks
+    from verify.harness import PROJECT, RecordingMonitor, StackMocks
 
     touched = [
         k8s.Provider,
@@ -114,7 +114,7 @@ def baseline() -> dict:
         gitlab.GroupVariable,
     ]
     mocks = StackMocks("eu-west-1")
-    pulumi.runtime.set_mocks(mocks, project="gitlab-buildkit-runner", stack="dev", preview=False, monitor=RecordingMonitor(mocks))
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False, monitor=RecordingMonitor(mocks))
 
     @pulumi.runtime.test
     def empty() -> None:

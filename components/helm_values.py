@@ -1,6 +1,6 @@
 """Values for the official gitlab-runner chart, built by a pure function.
 
-Ref: ../shared/design/platform-facts.md §3 and the chart's values.yaml (0.86.0).
+Ref: https://gitlab.com/gitlab-org/charts/gitlab-runner/-/blob/v0.86.0/values.yaml
 """
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config import StackConfig
-from .kube_documents import METRICS_PORT
+from .config import RunnerConfig
+
+METRICS_PORT = 9252  # the chart's metrics.port default; the manager NetworkPolicy admits scrapes on it
 
 MANAGER_UID = 100  # the gitlab-runner image's user; the chart's default podSecurityContext.runAsUser
 MANAGER_FS_GROUP = 65533
@@ -40,22 +41,32 @@ def manager_pod_security_context() -> dict[str, Any]:
     }
 
 
+def escape_for_tpl(text: str) -> str:
+    """Make text survive Helm `tpl` unchanged: every `{{` becomes a template action printing `{{`.
+
+    str.replace does not rescan its output, so the `{{` inside the replacement is not escaped again.
+    Ref: chart templates/configmap.yaml renders `runners.config` with `tpl`.
+    """
+    return text.replace("{{", '{{ "{{" }}')
+
+
 def build_helm_values(
-    cfg: StackConfig,
+    runner: RunnerConfig,
     *,
+    gitlab_url: str,
+    job_namespace: str,
     secret_name: str,
     service_account: Any,
     runner_config_toml: str,
     pod_annotations: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Chart values; `runner_config_toml` must already be escaped for the chart's `tpl`.
+    """Chart values. `runner_config_toml` is the plain TOML: it is escaped here for the chart's `tpl`.
 
     `service_account` and annotation values may be Pulumi Inputs: they are placed, never inspected.
     """
-    runner = cfg.runner
     res = runner.manager_resources
     values: dict[str, Any] = {
-        "gitlabUrl": cfg.gitlab.url,
+        "gitlabUrl": gitlab_url,
         "concurrent": runner.concurrent,
         "checkInterval": runner.check_interval_seconds,
         # The runner is created and owned by Pulumi (gitlab.UserRunner). The chart's preStop
@@ -85,8 +96,8 @@ def build_helm_values(
         },
         "runners": {
             "secret": secret_name,
-            "config": runner_config_toml,
-            "jobNamespace": cfg.kubernetes.job_namespace,
+            "config": escape_for_tpl(runner_config_toml),
+            "jobNamespace": job_namespace,
         },
     }
     if pod_annotations:

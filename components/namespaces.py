@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config import StackConfig
-from .kube_documents import (
-    MANAGED_BY,
+from .config import KubernetesConfig, RunnerConfig
+from .marks import MANAGED_BY, component_type
+from .namespace_documents import (
     job_limit_range_spec,
     job_namespace_annotations,
     job_namespace_labels,
@@ -20,7 +20,9 @@ from .kube_documents import (
 
 @dataclass(frozen=True)
 class RunnerNamespacesArgs:
-    config: StackConfig
+    kubernetes: KubernetesConfig
+    # The job pods' settings: the security mode picks the PSA level, the resources the LimitRange.
+    runner: RunnerConfig
 
 
 class RunnerNamespaces(pulumi.ComponentResource):
@@ -34,35 +36,37 @@ class RunnerNamespaces(pulumi.ComponentResource):
     job_name: str
 
     def __init__(self, name: str, args: RunnerNamespacesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("gitlab-buildkit-runner:kubernetes:RunnerNamespaces", name, None, opts)
-        cfg = args.config
+        super().__init__(component_type("kubernetes", "RunnerNamespaces"), name, None, opts)
+        kube = args.kubernetes
+        mode = args.runner.job_security_mode
         child = pulumi.ResourceOptions(parent=self)
         self.manager = k8s.core.v1.Namespace(
             f"{name}-manager",
-            metadata={"name": cfg.kubernetes.manager_namespace, "labels": manager_namespace_labels(cfg)},
+            metadata={"name": kube.manager_namespace, "labels": manager_namespace_labels(kube.pod_security_version)},
             opts=child,
         )
         self.jobs = k8s.core.v1.Namespace(
             f"{name}-jobs",
             metadata={
-                "name": cfg.kubernetes.job_namespace,
-                "labels": job_namespace_labels(cfg),
-                "annotations": job_namespace_annotations(cfg),
+                "name": kube.job_namespace,
+                "labels": job_namespace_labels(mode, kube.pod_security_version),
+                "annotations": job_namespace_annotations(mode),
             },
             opts=child,
         )
-        # Names come from config, so they are known at preview; consumers depend on this component.
-        self.manager_name = cfg.kubernetes.manager_namespace
-        self.job_name = cfg.kubernetes.job_namespace
+        # Names come from config, so they are known at preview; consumers depend on this component's
+        # resources. Every other component gets the names from here, never from config.
+        self.manager_name = kube.manager_namespace
+        self.job_name = kube.job_namespace
         job_meta = {"namespace": self.job_name, "labels": MANAGED_BY}
         in_jobs = pulumi.ResourceOptions(parent=self, depends_on=[self.jobs])
         self.limit_range = k8s.core.v1.LimitRange(
             f"{name}-job-limits",
             metadata={**job_meta, "name": "buildkit-job-limits"},
-            spec=job_limit_range_spec(cfg),
+            spec=job_limit_range_spec(args.runner),
             opts=in_jobs,
         )
-        quota_spec = job_quota_spec(cfg)
+        quota_spec = job_quota_spec(kube.job_quota)
         self.quota = (
             k8s.core.v1.ResourceQuota(
                 f"{name}-job-quota", metadata={**job_meta, "name": "buildkit-job-quota"}, spec=quota_spec, opts=in_jobs
@@ -71,3 +75,8 @@ class RunnerNamespaces(pulumi.ComponentResource):
             else None
         )
         self.register_outputs({"managerNamespace": self.manager_name, "jobNamespace": self.job_name})
+
+    @property
+    def namespace_resources(self) -> list[pulumi.Resource]:
+        """What resources in these namespaces wait for (names are plain strings, so no implicit dependency)."""
+        return [self.manager, self.jobs]

@@ -8,15 +8,17 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .config import StackConfig
-from .kube_documents import MANAGED_BY, job_network_policies, manager_network_policies
+from .config import NetworkConfig
+from .marks import MANAGED_BY, component_type
+from .network_documents import job_network_policies, manager_network_policies
 
 
 @dataclass(frozen=True)
 class NetworkIsolationArgs:
-    config: StackConfig
+    network: NetworkConfig
     manager_namespace: str
     job_namespace: str
+    metrics_enabled: bool  # the manager's metrics port is opened to network.metricsNamespace only when on
     depends_on: Sequence[pulumi.Resource] = ()  # the namespaces (see RunnerRbacArgs)
 
 
@@ -26,12 +28,12 @@ class NetworkIsolation(pulumi.ComponentResource):
     policies: dict[str, k8s.networking.v1.NetworkPolicy]
 
     def __init__(self, name: str, args: NetworkIsolationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("gitlab-buildkit-runner:kubernetes:NetworkIsolation", name, None, opts)
+        super().__init__(component_type("kubernetes", "NetworkIsolation"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         self.policies = {}
         for namespace, specs in (
-            (args.job_namespace, job_network_policies(args.config)),
-            (args.manager_namespace, manager_network_policies(args.config)),
+            (args.job_namespace, job_network_policies(args.network)),
+            (args.manager_namespace, manager_network_policies(args.network, metrics_enabled=args.metrics_enabled)),
         ):
             for policy_name, spec in specs.items():
                 self.policies[policy_name] = k8s.networking.v1.NetworkPolicy(

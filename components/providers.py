@@ -9,7 +9,8 @@ import pulumi_aws as aws
 import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
 
-from .config import PROJECT, StackConfig
+from .config import StackConfig
+from .marks import PROJECT
 
 
 @dataclass(frozen=True)

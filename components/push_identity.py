@@ -10,12 +10,16 @@ import pulumi_aws as aws
 
 from .aws_account import AwsAccount, repository_arn
 from .aws_documents import gitlab_trust_policy, push_policy, to_json
-from .config import StackConfig
+from .config import CredentialsConfig
+from .marks import component_type
 
 
 @dataclass(frozen=True)
 class PushIdentityArgs:
-    config: StackConfig
+    credentials: CredentialsConfig
+    environment: str
+    gitlab_url: str  # the OIDC issuer and audience (oidc mode)
+    gitlab_host: str  # the prefix of the trust policy's condition keys (oidc mode)
     account: AwsAccount
     repository_names: Sequence[str]
 
@@ -37,12 +41,11 @@ class PushIdentity(pulumi.ComponentResource):
     role_arn: pulumi.Output[str] | None = None
 
     def __init__(self, name: str, args: PushIdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("gitlab-buildkit-runner:credentials:PushIdentity", name, None, opts)
-        cfg = args.config
+        super().__init__(component_type("credentials", "PushIdentity"), name, None, opts)
         account = args.account
         child = pulumi.ResourceOptions(parent=self)
         self.access_keys = {}
-        identity_name = f"gitlab-buildkit-push-{cfg.environment}"
+        identity_name = f"gitlab-buildkit-push-{args.environment}"
         names = list(args.repository_names)
         # One apply for the whole document, whatever the number of repositories.
         document = pulumi.Output.all(account.partition, account.account_id).apply(
@@ -51,13 +54,13 @@ class PushIdentity(pulumi.ComponentResource):
         self.policy = aws.iam.Policy(
             f"{name}-policy",
             name=identity_name,
-            description=f"Push/pull to the {cfg.environment} BuildKit ECR repositories (gitlab-buildkit-runner)",
+            description=f"Push/pull to the {args.environment} BuildKit ECR repositories (gitlab-buildkit-runner)",
             policy=document,
             opts=child,
         )
         # Known at preview (unlike self.policy.arn); depends_on keeps the creation order.
         policy_arn = account.iam_arn(f"policy/{identity_name}")
-        creds = cfg.credentials
+        creds = args.credentials
         if creds.mode == "access-key":
             self.user = aws.iam.User(f"{name}-ci", name=identity_name, opts=child)
             aws.iam.UserPolicyAttachment(
@@ -74,19 +77,19 @@ class PushIdentity(pulumi.ComponentResource):
             self.secret_access_key = pulumi.Output.secret(active.secret)
             outputs = {"userName": self.user.name, "accessKeyId": self.access_key_id}
         else:
-            host = cfg.gitlab.host
+            host = args.gitlab_host
             provider_arn: pulumi.Input[str]
             role_depends: list[pulumi.Resource] = []
             if creds.oidc_provider_arn:
                 provider_arn = creds.oidc_provider_arn
             else:
                 self.oidc_provider = aws.iam.OpenIdConnectProvider(
-                    f"{name}-gitlab", url=cfg.gitlab.url, client_id_lists=[cfg.gitlab.url], opts=child
+                    f"{name}-gitlab", url=args.gitlab_url, client_id_lists=[args.gitlab_url], opts=child
                 )
                 provider_arn = account.iam_arn(f"oidc-provider/{host}")
                 role_depends.append(self.oidc_provider)
             trust = pulumi.Output.from_input(provider_arn).apply(
-                lambda arn: to_json(gitlab_trust_policy(arn, host, cfg.gitlab.url, creds.oidc_subjects))
+                lambda arn: to_json(gitlab_trust_policy(arn, host, args.gitlab_url, creds.oidc_subjects))
             )
             self.role = aws.iam.Role(
                 f"{name}-ci",

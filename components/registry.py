@@ -11,6 +11,7 @@ import pulumi_aws as aws
 from .aws_account import AwsAccount
 from .aws_documents import CACHE_TAG_PREFIX, application_lifecycle, cache_lifecycle, pull_repository_policy, to_json, validate_lifecycle
 from .config import RegistryConfig
+from .marks import APPLICATION_ROLE, BUILD_CACHE_ROLE, REPOSITORY_ROLE_TAG, component_type
 
 
 def _checked(policy: dict) -> str:
@@ -35,21 +36,23 @@ class ImageRegistry(pulumi.ComponentResource):
     repository_names: list[str]
     repository_urls: dict[str, pulumi.Output[str]]
     cache_url: pulumi.Output[str]
-    registry: pulumi.Output[str]
+    registry_host: pulumi.Output[str]
 
     def __init__(self, name: str, args: ImageRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("gitlab-buildkit-runner:registry:ImageRegistry", name, None, opts)
+        super().__init__(component_type("registry", "ImageRegistry"), name, None, opts)
         cfg = args.config
         encryption = [{"encryption_type": cfg.encryption, **({"kms_key": cfg.kms_key_arn} if cfg.kms_key_arn else {})}]
         # Every application shares one lifecycle document: build and check it once, not per repository.
         app_policy = _checked(application_lifecycle(cfg.lifecycle))
         pull_policy = to_json(pull_repository_policy(cfg.pull_principals)) if cfg.pull_principals else None
-        self.registry = args.account.registry_host()
+        self.registry_host = args.account.registry_host()
 
-        def repository(key: str, repo_name: str, mutability: str, lifecycle: str, **extra: Any) -> aws.ecr.Repository:
+        def repository(key: str, repo_name: str, role: str, mutability: str, lifecycle: str, **extra: Any) -> aws.ecr.Repository:
             repo = aws.ecr.Repository(
                 f"{name}-{key}",
                 name=repo_name,
+                # The mark the policy pack reads: only the repository tagged as the build cache may be mutable.
+                tags={REPOSITORY_ROLE_TAG: role},
                 image_tag_mutability=mutability,
                 image_scanning_configuration={"scan_on_push": True},
                 encryption_configurations=encryption,
@@ -65,16 +68,18 @@ class ImageRegistry(pulumi.ComponentResource):
             return repo
 
         self.applications = {
-            app: repository(app, cfg.repository_name(app), cfg.image_tag_mutability, app_policy) for app in cfg.applications
+            app: repository(app, cfg.repository_name(app), APPLICATION_ROLE, cfg.image_tag_mutability, app_policy)
+            for app in cfg.applications
         }
         exclusions = (
             {"image_tag_mutability_exclusion_filters": [{"filter": f"{CACHE_TAG_PREFIX}*", "filter_type": "WILDCARD"}]}
             if cfg.cache_tag_mutability == "IMMUTABLE_WITH_EXCLUSION"
             else {}
         )
-        cache_name = cfg.repository_name(cfg.cache_repository)
-        self.cache = repository("cache", cache_name, cfg.cache_tag_mutability, _checked(cache_lifecycle(cfg.lifecycle)), **exclusions)
-        self.repository_names = [cfg.repository_name(app) for app in cfg.applications] + [cache_name]
-        self.repository_urls = {app: pulumi.Output.concat(self.registry, "/", cfg.repository_name(app)) for app in cfg.applications}
-        self.cache_url = pulumi.Output.concat(self.registry, "/", cache_name)
-        self.register_outputs({"registry": self.registry, "cacheRepository": self.cache_url, "repositories": self.repository_urls})
+        cache_name = cfg.cache_repository_name
+        cache_policy = _checked(cache_lifecycle(cfg.lifecycle))
+        self.cache = repository("cache", cache_name, BUILD_CACHE_ROLE, cfg.cache_tag_mutability, cache_policy, **exclusions)
+        self.repository_names = cfg.repository_names()
+        self.repository_urls = {app: pulumi.Output.concat(self.registry_host, "/", cfg.repository_name(app)) for app in cfg.applications}
+        self.cache_url = pulumi.Output.concat(self.registry_host, "/", cache_name)
+        self.register_outputs({"registry": self.registry_host, "cacheRepository": self.cache_url, "repositories": self.repository_urls})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -9,32 +10,39 @@ import pulumi
 import pulumi_gitlab as gitlab
 import pulumi_kubernetes as k8s
 
-from .config import StackConfig
+from .config import RunnerConfig
 from .helm_values import build_helm_values
-from .kube_documents import MANAGED_BY
-from .runner_config import build_runner_config, escape_for_tpl, render_toml
+from .marks import MANAGED_BY, RUNNER_ID_ANNOTATION, component_type
+from .runner_config import build_runner_config, render_toml
 
 RELEASE_NAME = "gitlab-runner"
 TOKEN_SECRET_NAME = "gitlab-runner-token"
-RUNNER_ID_ANNOTATION = "gitlab-buildkit-runner/runner-id"
+# Ref: chart templates/_helpers.tpl and deployment.yaml: the Deployment mounts both keys of
+# `runners.secret` by name; the registration token is deprecated and stays empty.
+RUNNER_TOKEN_KEY = "runner-token"
+REGISTRATION_TOKEN_KEY = "runner-registration-token"
 
 
 @dataclass(frozen=True)
 class GitlabRunnerArgs:
-    config: StackConfig
+    runner: RunnerConfig
+    environment: str
+    gitlab_url: str
     manager_namespace: str
+    job_namespace: str
     manager_service_account: str
     job_service_account: str
+    job_automount_service_account_token: bool
     # The manager Namespace resource: the Secret lives there (its name is a plain string).
     manager_namespace_resource: pulumi.Resource
     # Everything the release waits for: namespaces, RBAC, network isolation.
-    depends_on: list[pulumi.Resource]
+    depends_on: Sequence[pulumi.Resource]
 
 
 class GitlabRunner(pulumi.ComponentResource):
     """`gitlab.UserRunner` -> Secret(runner-token) -> `helm.v3.Release` of the official chart."""
 
-    runner: gitlab.UserRunner
+    user_runner: gitlab.UserRunner
     token_secret: k8s.core.v1.Secret
     release: k8s.helm.v3.Release
     runner_config_toml: str
@@ -42,17 +50,17 @@ class GitlabRunner(pulumi.ComponentResource):
     release_status: pulumi.Output[str | None]
 
     def __init__(self, name: str, args: GitlabRunnerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("gitlab-buildkit-runner:runner:GitlabRunner", name, None, opts)
-        cfg = args.config
-        rc = cfg.runner
+        super().__init__(component_type("runner", "GitlabRunner"), name, None, opts)
+        rc = args.runner
         child = pulumi.ResourceOptions(parent=self)
-        # Ref: platform-facts.md §4: authentication-token flow (POST /user/runners); the token is a secret output.
-        self.runner = gitlab.UserRunner(
+        # Ref: https://docs.gitlab.com/ci/runners/new_creation_workflow/ (POST /user/runners returns a
+        # glrt- authentication token once; the provider keeps it as a secret output).
+        self.user_runner = gitlab.UserRunner(
             f"{name}-runner",
             runner_type=rc.scope.type,
             project_id=rc.scope.project_id,
             group_id=rc.scope.group_id,
-            description=f"{rc.description} ({cfg.environment})",
+            description=f"{rc.description} ({args.environment})",
             tag_lists=list(rc.tags),
             untagged=rc.run_untagged,
             access_level="ref_protected" if rc.protected_only else "not_protected",
@@ -60,26 +68,35 @@ class GitlabRunner(pulumi.ComponentResource):
             maximum_timeout=rc.maximum_timeout_seconds,
             opts=child,
         )
-        self.runner_id = self.runner.id
+        self.runner_id = self.user_runner.id
         self.token_secret = k8s.core.v1.Secret(
             f"{name}-token",
             metadata={"name": TOKEN_SECRET_NAME, "namespace": args.manager_namespace, "labels": MANAGED_BY},
             type="Opaque",
-            # The chart mounts both keys by name; the registration token is deprecated and stays empty.
             string_data={
-                "runner-token": pulumi.Output.secret(cast(Any, self.runner.token)),
-                "runner-registration-token": "",
+                RUNNER_TOKEN_KEY: pulumi.Output.secret(cast(Any, self.user_runner.token)),
+                REGISTRATION_TOKEN_KEY: "",
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.manager_namespace_resource]),
         )
-        self.runner_config_toml = render_toml(build_runner_config(cfg, job_service_account=args.job_service_account))
+        self.runner_config_toml = render_toml(
+            build_runner_config(
+                rc,
+                environment=args.environment,
+                job_namespace=args.job_namespace,
+                job_service_account=args.job_service_account,
+                automount_service_account_token=args.job_automount_service_account_token,
+            )
+        )
         values = build_helm_values(
-            cfg,
+            rc,
+            gitlab_url=args.gitlab_url,
+            job_namespace=args.job_namespace,
             secret_name=TOKEN_SECRET_NAME,
             service_account=args.manager_service_account,
-            runner_config_toml=escape_for_tpl(self.runner_config_toml),
+            runner_config_toml=self.runner_config_toml,
             # A replaced runner (new id, new token) must restart the manager: the chart only hashes its own Secret.
-            pod_annotations={RUNNER_ID_ANNOTATION: self.runner.id},
+            pod_annotations={RUNNER_ID_ANNOTATION: self.user_runner.id},
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",

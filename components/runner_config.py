@@ -1,10 +1,10 @@
 """The runner's config.toml as a typed model, and the pure builder that fills it from stack config.
 
-The chart passes ``runners.config`` through Helm ``tpl``, so the rendered TOML is escaped for Go
-templates (:func:`escape_for_tpl`) before it goes into the Helm values.
+The chart passes ``runners.config`` through Helm ``tpl``; the Helm values builder escapes the TOML
+for Go templates (``helm_values.escape_for_tpl``).
 
 Ref: https://docs.gitlab.com/runner/executors/kubernetes/ (config.toml keys)
-Ref: ../shared/design/platform-facts.md §1-§3 (what rootless BuildKit needs)
+Ref: https://github.com/moby/buildkit/blob/v0.25.1/docs/rootless.md (what rootless BuildKit needs)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict
 
-from .config import StackConfig
+from .config import RunnerConfig
 
 BUILD_CONTAINER = "build"
 BUILDKIT_UID = 1000  # the rootless image's `user`; only this UID has a subuid range
@@ -110,9 +110,15 @@ class RunnerConfigFile(_Toml):
     runners: list[Runner]
 
 
-def build_runner_config(cfg: StackConfig, *, job_service_account: str) -> RunnerConfigFile:
+def build_runner_config(
+    runner: RunnerConfig,
+    *,
+    environment: str,
+    job_namespace: str,
+    job_service_account: str,
+    automount_service_account_token: bool,
+) -> RunnerConfigFile:
     """The `[[runners]]` template for the chart: one Kubernetes-executor runner for rootless BuildKit."""
-    runner = cfg.runner
     unconfined = runner.job_security_mode == "unconfined"
     build = runner.build_resources
     helper = runner.helper_resources
@@ -120,7 +126,8 @@ def build_runner_config(cfg: StackConfig, *, job_service_account: str) -> Runner
     annotations: dict[str, str] = {}
     if unconfined:
         # Runner 18.9 (chart 0.86.0) has no native seccomp/AppArmor fields: AppArmor goes through the
-        # annotation, seccomp through a pod_spec patch. Ref: platform-facts.md §3.
+        # annotation, seccomp through a pod_spec patch.
+        # Ref: https://docs.gitlab.com/runner/executors/kubernetes/#overwrite-generated-pod-specifications
         annotations[APPARMOR_ANNOTATION] = "unconfined"
         patches.append(
             PodSpecPatch(
@@ -134,19 +141,19 @@ def build_runner_config(cfg: StackConfig, *, job_service_account: str) -> Runner
     return RunnerConfigFile(
         runners=[
             Runner(
-                name=f"{cfg.environment}-buildkit",
+                name=f"{environment}-buildkit",
                 # Ref: moby/buildkit examples/kubernetes/*.rootless.yaml: /proc cannot be unmasked in a normal pod.
                 environment=["BUILDKITD_FLAGS=--oci-worker-no-process-sandbox"],
                 feature_flags={"FF_USE_ADVANCED_POD_SPEC_CONFIGURATION": True} if patches else {},
                 kubernetes=KubernetesExecutor(
-                    namespace=cfg.kubernetes.job_namespace,
+                    namespace=job_namespace,
                     image=runner.job_image,
                     # Jobs may only pick these images: the relaxed build context below is for BuildKit.
                     allowed_images=list(runner.allowed_images),
                     helper_image=runner.helper_image,
                     privileged=False,
                     service_account=job_service_account,
-                    automount_service_account_token=cfg.kubernetes.job_automount_service_account_token,
+                    automount_service_account_token=automount_service_account_token,
                     poll_timeout=runner.poll_timeout_seconds,
                     cpu_request=build.cpu_request,
                     cpu_limit=build.cpu_limit,
@@ -216,11 +223,3 @@ def _prune(value: Any) -> Any:
 def render_toml(model: RunnerConfigFile) -> str:
     """TOML text of the model, without None values and empty sections."""
     return tomli_w.dumps(_prune(model.model_dump()))
-
-
-def escape_for_tpl(text: str) -> str:
-    """Make text survive Helm `tpl` unchanged: every `{{` becomes a template action printing `{{`.
-
-    str.replace does not rescan its output, so the `{{` inside the replacement is not escaped again.
-    """
-    return text.replace("{{", '{{ "{{" }}')

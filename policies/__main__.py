@@ -1,20 +1,20 @@
 """Policy pack entry point: only assembles the pack from the per-domain modules."""
 
-import aws
-import k8s_workloads
-import namespaces_rbac
-import network
-import runner
+import aws_policies
+import namespace_rbac_policies
+import network_policies
+import pod_security_policies
+import runner_release_policies
 from pulumi_policy import EnforcementLevel, PolicyPack
 
 PolicyPack(
     name="gitlab-buildkit-runner",
     enforcement_level=EnforcementLevel.MANDATORY,
     policies=[
-        *k8s_workloads.policies(),
-        *runner.policies(),
-        *namespaces_rbac.policies(),
-        *network.policies(),
-        *aws.policies(),
+        *pod_security_policies.policies(),
+        *runner_release_policies.policies(),
+        *namespace_rbac_policies.policies(),
+        *network_policies.policies(),
+        *aws_policies.policies(),
     ],
 )

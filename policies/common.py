@@ -39,18 +39,18 @@ def fail_closed(validate: Callable[[Any, ReportViolation], None]) -> Callable[[A
     return wrapper
 
 
-def plain(value: Any) -> Any:
+def to_plain_data(value: Any) -> Any:
     """Deep copy out of the SDK's read-only proxies (raises UnknownValueError on unknowns)."""
     if isinstance(value, Mapping):
-        return {k: plain(value[k]) for k in value}
+        return {k: to_plain_data(value[k]) for k in value}
     if isinstance(value, (list, tuple)) or type(value).__name__ == "_ListProxy":
-        return [plain(v) for v in value]
+        return [to_plain_data(v) for v in value]
     return value
 
 
 def json_document(value: Any) -> Any:
     """A policy document that may arrive as a JSON string or as an object."""
-    value = plain(value)
+    value = to_plain_data(value)
     if isinstance(value, str):
         return json.loads(value)
     return value

@@ -32,3 +32,16 @@ def make_config(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def raw_config() -> dict[str, Any]:
     return make_config()
+
+
+def runner_config_of(cfg: Any, job_service_account: str = "buildkit-job") -> Any:
+    """The typed config.toml the stack builds for a parsed StackConfig (what GitlabRunner passes)."""
+    from components.runner_config import build_runner_config
+
+    return build_runner_config(
+        cfg.runner,
+        environment=cfg.environment,
+        job_namespace=cfg.kubernetes.job_namespace,
+        job_service_account=job_service_account,
+        automount_service_account_token=cfg.kubernetes.job_automount_service_account_token,
+    )

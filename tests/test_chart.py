@@ -9,23 +9,25 @@ from pathlib import Path
 
 import helm_python
 import pytest
-from conftest import make_config
+from conftest import make_config, runner_config_of
 
-from verify.chart import ChartUnavailable, RenderedChart, chart_path, render_chart
+from verify.chart import ChartUnavailable, RenderedChart, chart_path, render_chart, render_release
 from verify.harness import ProgramRun, run_program, run_stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "policies"))
-import psa
+import pod_security_controls
 
 try:
-    chart_path()
+    from components.config import RunnerConfig
+
+    DEFAULT_CHART_VERSION = RunnerConfig.model_fields["chart_version"].default
+    chart_path(DEFAULT_CHART_VERSION)
 except ChartUnavailable as exc:  # a user's clone without ../shared and without network
     pytest.skip(f"gitlab-runner chart not available: {exc}", allow_module_level=True)
 
 
 def rendered(run: ProgramRun) -> RenderedChart:
-    release = run.one("kubernetes:helm.sh/v3:Release").inputs
-    return render_chart(release["values"], release=release["name"], namespace=release["namespace"])
+    return render_release(run.one("kubernetes:helm.sh/v3:Release").inputs)
 
 
 @pytest.fixture(scope="module", params=["dev", "staging", "prod"])
@@ -50,7 +52,7 @@ def test_deployment_uses_our_service_account_and_secret(stack_run: ProgramRun) -
 def test_manager_pod_passes_pod_security_restricted(stack_run: ProgramRun) -> None:
     (deployment,) = rendered(stack_run).of_kind("Deployment")
     template = deployment["spec"]["template"]
-    assert psa.violations(template["spec"], template["metadata"], "restricted") == {}
+    assert pod_security_controls.violations(template["spec"], template["metadata"], "restricted") == {}
 
 
 def test_psa_checker_is_not_a_rubber_stamp(stack_run: ProgramRun) -> None:
@@ -58,9 +60,9 @@ def test_psa_checker_is_not_a_rubber_stamp(stack_run: ProgramRun) -> None:
     values = copy.deepcopy(stack_run.one("kubernetes:helm.sh/v3:Release").inputs["values"])
     del values["securityContext"]["seccompProfile"]
     del values["podSecurityContext"]["seccompProfile"]
-    chart = render_chart(values, release="gitlab-runner", namespace="gitlab-runner")
+    chart = render_chart(values, release="gitlab-runner", namespace="gitlab-runner", version=DEFAULT_CHART_VERSION)
     (deployment,) = chart.of_kind("Deployment")
-    found = psa.violations(deployment["spec"]["template"]["spec"], deployment["spec"]["template"]["metadata"])
+    found = pod_security_controls.violations(deployment["spec"]["template"]["spec"], deployment["spec"]["template"]["metadata"])
     assert list(found) == ["kubernetes-pod-seccomp-restricted"]
 
 
@@ -74,18 +76,18 @@ def test_chart_with_its_own_rbac_would_grant_wildcards() -> None:
     run = run_stack("dev")
     values = copy.deepcopy(run.one("kubernetes:helm.sh/v3:Release").inputs["values"])
     values["rbac"] = {"create": True}
-    (role,) = render_chart(values, release="gitlab-runner", namespace="gitlab-runner").of_kind("Role")
+    (role,) = render_chart(values, release="gitlab-runner", namespace="gitlab-runner", version=DEFAULT_CHART_VERSION).of_kind("Role")
     assert any("*" in rule.get("verbs", []) for rule in role["rules"])
 
 
 def test_rendered_config_equals_the_typed_model(stack_run: ProgramRun) -> None:
     from components.config import parse_config
-    from components.rbac import JOB_SERVICE_ACCOUNT
-    from components.runner_config import build_runner_config, render_toml
+    from components.runner_config import render_toml
     from verify.harness import load_stack_file
 
     cfg = parse_config(load_stack_file(stack_run.stack))
-    expected = tomllib.loads(render_toml(build_runner_config(cfg, job_service_account=JOB_SERVICE_ACCOUNT)))
+    job_account = stack_run.one("kubernetes:core/v1:ServiceAccount", "runner-job").inputs["metadata"]["name"]
+    expected = tomllib.loads(render_toml(runner_config_of(cfg, job_account)))
     chart = rendered(stack_run)
     assert tomllib.loads(chart.config_template_toml()) == expected
     head = tomllib.loads(chart.global_config_toml())
@@ -96,18 +98,18 @@ def test_rendered_config_equals_the_typed_model(stack_run: ProgramRun) -> None:
 
 def test_template_braces_survive_the_charts_tpl() -> None:
     """Config validation keeps braces out today; the escaping is what makes any future string safe."""
-    from components.runner_config import escape_for_tpl
+    from components.helm_values import escape_for_tpl
 
     run = run_stack("dev")
     values = copy.deepcopy(run.one("kubernetes:helm.sh/v3:Release").inputs["values"])
     toml_text = 'concurrent_note = "{{ .Release.Name }} and {{ not-a-template"\n'
     values["runners"]["config"] = escape_for_tpl(toml_text)
-    chart = render_chart(values, release="gitlab-runner", namespace="gitlab-runner")
+    chart = render_chart(values, release="gitlab-runner", namespace="gitlab-runner", version=DEFAULT_CHART_VERSION)
     assert tomllib.loads(chart.config_template_toml()) == {"concurrent_note": "{{ .Release.Name }} and {{ not-a-template"}
     # Unescaped, the chart's tpl would evaluate (or choke on) the braces.
     values["runners"]["config"] = toml_text
     with pytest.raises(helm_python.HelmError, match=r"not-a-template|function|parse"):
-        render_chart(values, release="gitlab-runner", namespace="gitlab-runner")
+        render_chart(values, release="gitlab-runner", namespace="gitlab-runner", version=DEFAULT_CHART_VERSION)
 
 
 def test_unconfined_mode_reaches_the_rendered_config() -> None:

@@ -5,19 +5,16 @@ from __future__ import annotations
 import pytest
 from conftest import make_config
 
-from components.config import ConfigError, parse_config
-from components.kube_documents import (
-    executor_role_rules,
-    job_egress_blocks,
+from components.config import ConfigError, parse_config, parse_quantity
+from components.namespace_documents import (
     job_limit_range_spec,
     job_namespace_annotations,
     job_namespace_labels,
-    job_network_policies,
     job_quota_spec,
     manager_namespace_labels,
-    manager_network_policies,
-    parse_quantity,
 )
+from components.network_documents import job_egress_blocks, job_network_policies, manager_network_policies
+from components.rbac_documents import executor_role_rules
 
 SCOPE = {"type": "project_type", "projectId": 1}
 
@@ -27,7 +24,7 @@ def cfg(**overrides: object):
 
 
 def test_manager_namespace_is_restricted_with_pinned_versions() -> None:
-    labels = manager_namespace_labels(cfg(kubernetes={"podSecurityVersion": "v1.31"}))
+    labels = manager_namespace_labels(cfg(kubernetes={"podSecurityVersion": "v1.31"}).kubernetes.pod_security_version)
     for mode in ("enforce", "warn", "audit"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
         assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.31"
@@ -42,12 +39,14 @@ def test_manager_namespace_is_restricted_with_pinned_versions() -> None:
 )
 def test_job_namespace_level_follows_security_mode(runner: dict, enforce: str, warn: str) -> None:
     config = cfg(runner=runner)
-    labels = job_namespace_labels(config)
+    labels = job_namespace_labels(config.runner.job_security_mode, config.kubernetes.pod_security_version)
     assert labels["pod-security.kubernetes.io/enforce"] == enforce
     assert labels["pod-security.kubernetes.io/warn"] == warn
     assert labels["pod-security.kubernetes.io/audit"] == warn
     assert labels["pod-security.kubernetes.io/enforce-version"] == "v1.33"
-    assert job_namespace_annotations(config) == {"gitlab-buildkit-runner/job-security-mode": config.runner.job_security_mode}
+    assert job_namespace_annotations(config.runner.job_security_mode) == {
+        "gitlab-buildkit-runner/job-security-mode": config.runner.job_security_mode
+    }
 
 
 def test_executor_rules_are_exactly_the_documented_minimum() -> None:
@@ -75,7 +74,7 @@ def test_quantities() -> None:
 
 
 def test_limit_range_defaults_and_maxima() -> None:
-    spec = job_limit_range_spec(cfg(runner={"scope": SCOPE, "cpuLimitOverwriteMax": "8", "memoryLimitOverwriteMax": "4Gi"}))
+    spec = job_limit_range_spec(cfg(runner={"scope": SCOPE, "cpuLimitOverwriteMax": "8", "memoryLimitOverwriteMax": "4Gi"}).runner)
     (limit,) = spec["limits"]
     assert limit["type"] == "Container"
     assert limit["default"] == {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "40Gi"}
@@ -85,13 +84,13 @@ def test_limit_range_defaults_and_maxima() -> None:
 
 
 def test_quota_only_when_configured() -> None:
-    assert job_quota_spec(cfg()) is None
-    quota = job_quota_spec(cfg(kubernetes={"jobQuota": {"cpu": "10", "pods": 5}}))
+    assert job_quota_spec(cfg().kubernetes.job_quota) is None
+    quota = job_quota_spec(cfg(kubernetes={"jobQuota": {"cpu": "10", "pods": 5}}).kubernetes.job_quota)
     assert quota == {"hard": {"limits.cpu": "10", "limits.memory": "64Gi", "limits.ephemeral-storage": "200Gi", "pods": "5"}}
 
 
 def test_job_network_policies_exact() -> None:
-    policies = job_network_policies(cfg(network={"apiServerCidrs": ["172.20.0.1/32"]}))
+    policies = job_network_policies(cfg(network={"apiServerCidrs": ["172.20.0.1/32"]}).network)
     assert policies["deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     egress = policies["restrict-egress"]
     assert egress["podSelector"] == {} and egress["policyTypes"] == ["Egress"]
@@ -111,15 +110,16 @@ def test_job_network_policies_exact() -> None:
 
 
 def test_narrow_allow_list_only_gets_exceptions_inside_it() -> None:
-    blocks = job_egress_blocks(cfg(network={"jobEgressCidrs": ["52.0.0.0/8"]}))
+    blocks = job_egress_blocks(cfg(network={"jobEgressCidrs": ["52.0.0.0/8"]}).network)
     assert blocks == [{"ipBlock": {"cidr": "52.0.0.0/8"}}]
 
 
 def test_allowed_range_inside_an_excluded_range_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"network.jobEgressCidrs = '10.1.0.0/16': lies inside the always-excluded range 10.0.0.0/8"):
-        job_egress_blocks(cfg(network={"jobEgressCidrs": ["10.1.0.0/16"]}))
+    # Refused by the config model itself (before any resource), not by the builder.
+    with pytest.raises(ConfigError, match=r"network.jobEgressCidrs = \"10.1.0.0/16\": lies inside the always-excluded range 10.0.0.0/8"):
+        cfg(network={"jobEgressCidrs": ["10.1.0.0/16"]})
     with pytest.raises(ConfigError, match=r"169.254.169.254/32"):
-        job_egress_blocks(cfg(network={"jobEgressCidrs": ["169.254.169.254/32"], "privateCidrs": []}))
+        cfg(network={"jobEgressCidrs": ["169.254.169.254/32"], "privateCidrs": []})
 
 
 def test_manager_network_policies_exact() -> None:
@@ -131,7 +131,8 @@ def test_manager_network_policies_exact() -> None:
                 "metricsNamespace": "monitoring",
                 "apiServerPort": 6443,
             }
-        )
+        ).network,
+        metrics_enabled=True,
     )
     ingress = policies["manager-ingress"]
     assert ingress["ingress"] == [
@@ -146,7 +147,7 @@ def test_manager_network_policies_exact() -> None:
 
 
 def test_manager_ingress_denied_without_metrics_namespace() -> None:
-    policies = manager_network_policies(cfg())
+    policies = manager_network_policies(cfg().network, metrics_enabled=True)
     assert policies["manager-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": []}
     api = policies["manager-egress"]["egress"][2]
     assert api == {"ports": [{"protocol": "TCP", "port": 443}]}  # no apiServerCidrs: port-only rule (documented)
@@ -158,29 +159,26 @@ def test_generated_documents_pass_strict_schema_validation() -> None:
     config = cfg(network={"apiServerCidrs": ["10.20.0.0/16"], "metricsNamespace": "monitoring"}, kubernetes={"jobQuota": {"pods": 5}})
     documents = [
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": "ns"}, "spec": spec}
-        for name, spec in {**job_network_policies(config), **manager_network_policies(config)}.items()
+        for name, spec in {**job_network_policies(config.network), **manager_network_policies(config.network, metrics_enabled=True)}.items()
     ]
     documents.append(
-        {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "l", "namespace": "ns"}, "spec": job_limit_range_spec(config)}
+        {
+            "apiVersion": "v1",
+            "kind": "LimitRange",
+            "metadata": {"name": "l", "namespace": "ns"},
+            "spec": job_limit_range_spec(config.runner),
+        }
     )
     documents.append(
-        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "ns"}, "spec": job_quota_spec(config)}
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "q", "namespace": "ns"},
+            "spec": job_quota_spec(config.kubernetes.job_quota),
+        }
     )
     for document in documents:
         kubernetes_validate.validate(document, "1.33.0", strict=True)
     broken = {**documents[0], "spec": {**documents[0]["spec"], "podSelectr": {}}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, "1.33.0", strict=True)
-
-
-def test_stack_and_pack_agree_on_the_acknowledgement_annotation() -> None:
-    """The pack runs in its own process and cannot import components/: the constant is duplicated."""
-    import sys
-
-    from components.kube_documents import JOB_SECURITY_MODE_ANNOTATION
-    from verify.harness import ROOT
-
-    sys.path.insert(0, str(ROOT / "policies"))
-    import runner_checks
-
-    assert runner_checks.JOB_SECURITY_MODE_ANNOTATION == JOB_SECURITY_MODE_ANNOTATION

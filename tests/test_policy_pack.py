@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import make_config
 
-from verify.harness import ProgramRun, run_stack
+from verify.harness import ProgramRun, run_program, run_stack
 from verify.policy_client import UNKNOWN, Diagnostic, PolicyPack, ResourceInput
 
 pytestmark = pytest.mark.xdist_group("policy-pack")
@@ -641,3 +642,29 @@ def test_oidc_trust_without_sub_is_rejected(pack: PolicyPack) -> None:
     assert mandatory(pack, resources) == []
     assert mandatory(pack, replace(resources, "aws:iam/role:Role", drop_sub)) == ["aws-iam-oidc-trust-sub", "aws-iam-oidc-trust-sub"]
     assert mandatory(pack, replace(resources, "aws:iam/role:Role", wildcard_sub)) == ["aws-iam-oidc-trust-sub"]
+
+
+def test_cache_repository_is_recognised_by_its_mark_whatever_its_name(pack: PolicyPack) -> None:
+    """Regression: the pack matched the cache by name ('*/buildkit-cache'), the stack takes the name from config."""
+    run = run_program(make_config(registry={"region": "eu-west-1", "applications": ["web"], "cacheRepository": "layer-cache"}))
+    resources = stack_resources(run)
+    cache = next(r for r in resources if r.name == "ecr-cache")
+    assert cache.props["name"] == "layer-cache" and cache.props["imageTagMutability"] == "MUTABLE"
+    assert "aws-ecr-immutable-tags" not in mandatory(pack, resources)
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        # the mark is the exception, not the name: an unmarked repository called buildkit-cache is an application
+        ("ecr-cache", lambda p: p.pop("tags")),
+        ("ecr-cache", lambda p: p.update(tags={"gitlab-buildkit-runner/repository-role": "application"})),
+        ("ecr-cache", lambda p: p.update(tags={"gitlab-buildkit-runner/repository-role": "Buildkit-Cache"})),
+        ("ecr-web", lambda p: p.update(imageTagMutability="MUTABLE")),
+        ("ecr-web", lambda p: p.update(imageTagMutability=None)),  # the provider default is MUTABLE
+    ],
+)
+def test_mutable_repository_without_the_cache_mark_is_rejected(
+    pack: PolicyPack, dev_resources: list[ResourceInput], name: str, change: Callable
+) -> None:
+    assert mandatory(pack, replace(dev_resources, "aws:ecr/repository:Repository", change, name)) == ["aws-ecr-immutable-tags"]

@@ -5,24 +5,18 @@ from __future__ import annotations
 import json
 import tomllib
 
-from conftest import make_config
+from conftest import make_config, runner_config_of
 
 from components.config import parse_config
-from components.helm_values import GRACEFUL_STOP_COMMAND, SHUTDOWN_MARGIN_SECONDS, build_helm_values
-from components.runner_config import (
-    APPARMOR_ANNOTATION,
-    BUILDKIT_STATE_DIR,
-    build_runner_config,
-    escape_for_tpl,
-    render_toml,
-)
+from components.helm_values import GRACEFUL_STOP_COMMAND, SHUTDOWN_MARGIN_SECONDS, build_helm_values, escape_for_tpl
+from components.runner_config import APPARMOR_ANNOTATION, BUILDKIT_STATE_DIR, render_toml
 
 SCOPE = {"type": "project_type", "projectId": 1}
 
 
 def runner_toml(**runner: object) -> dict:
     cfg = parse_config(make_config(runner={"scope": SCOPE, **runner}))
-    return tomllib.loads(render_toml(build_runner_config(cfg, job_service_account="buildkit-job")))
+    return tomllib.loads(render_toml(runner_config_of(cfg)))
 
 
 def test_baseline_runner_config_key_by_key() -> None:
@@ -84,7 +78,15 @@ def test_escape_for_tpl_survives_go_templates() -> None:
 
 def helm_values(**runner: object) -> dict:
     cfg = parse_config(make_config(runner={"scope": SCOPE, **runner}))
-    return build_helm_values(cfg, secret_name="tok", service_account="mgr", runner_config_toml="TOML", pod_annotations={"a": "1"})
+    return build_helm_values(
+        cfg.runner,
+        gitlab_url=cfg.gitlab.url,
+        job_namespace=cfg.kubernetes.job_namespace,
+        secret_name="tok",
+        service_account="mgr",
+        runner_config_toml="TOML",
+        pod_annotations={"a": "1"},
+    )
 
 
 def test_helm_values_disable_chart_rbac_and_use_our_identity() -> None:

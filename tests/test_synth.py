@@ -147,3 +147,14 @@ def test_cli_exit_status_and_readable_report(tmp_path: Path) -> None:
     assert "FAILED dev" in result.stdout
     assert 'gitlab-buildkit-runner:registry.applications.1 = "Web": must be an ECR repository name' in result.stdout
     assert "== total" in result.stdout
+
+
+def test_synth_renders_the_configured_chart_version_or_refuses(pack: PolicyPack, tmp_path: Path) -> None:
+    """Regression: synth rendered a hard-coded 0.86.0 whatever runner.chartVersion said, and reported OK."""
+    config = make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "chartVersion": "0.99.0"})
+    report = synth_stack("dev", config=config, pack=pack, build_dir=tmp_path)
+    chart_failures = [f for f in report.failures if f.startswith("[chart]")]
+    assert len(chart_failures) == 1
+    assert "cannot render chart version '0.99.0'" in chart_failures[0]
+    assert "no pinned sha256" in chart_failures[0] and "known: 0.86.0" in chart_failures[0]
+    assert not (tmp_path / "dev" / "k8s" / "chart").exists()  # nothing was rendered in its place

@@ -1,4 +1,8 @@
-"""Render the real gitlab-runner chart offline with the values the stack produced (helm-python-sdk)."""
+"""Render the real gitlab-runner chart offline, at the version the stack config names (helm-python-sdk).
+
+Only archives whose sha256 is pinned in KNOWN_CHARTS are rendered: a version without a pinned digest
+is refused with a clear error instead of silently rendering another version.
+"""
 
 from __future__ import annotations
 
@@ -13,52 +17,70 @@ import yaml
 
 from .harness import ROOT
 
-CHART_VERSION = "0.86.0"
-CHART_SHA256 = "321a702c2425457b36e06871387291bdcf9acead8de27d7198abc66fa41d0401"  # shared/charts/PROVENANCE.md
-CHART_REPO = "https://charts.gitlab.io"
-_CACHE = ROOT / "build" / "charts"
+CHART_NAME = "gitlab-runner"
+# version -> sha256 of the packaged chart, as published on charts.gitlab.io (`helm pull gitlab-runner
+# --repo https://charts.gitlab.io --version <v>`; `sha256sum gitlab-runner-<v>.tgz`). Add a line to
+# render another version; the program's default version must be here (tests/test_chart.py checks it).
+KNOWN_CHARTS = {
+    "0.86.0": "321a702c2425457b36e06871387291bdcf9acead8de27d7198abc66fa41d0401",
+}
+DEFAULT_REPOSITORY = "https://charts.gitlab.io"
+_DOWNLOADS = ROOT / "build" / "charts"
 
 
 class ChartUnavailable(RuntimeError):
-    """The pinned chart archive is neither on disk nor downloadable (offline clone)."""
+    """The configured chart version cannot be rendered: no pinned digest, or no archive on disk or online."""
 
 
-def chart_path() -> Path:
-    """The pinned archive: $GITLAB_RUNNER_CHART, ../shared/charts, a previous download, or `helm pull`."""
-    name = f"gitlab-runner-{CHART_VERSION}.tgz"
-    candidates = [Path(p) for p in [os.environ.get("GITLAB_RUNNER_CHART", "")] if p]
-    candidates += [ROOT.parent / "shared" / "charts" / name, _CACHE / name]
+def chart_dirs() -> list[Path]:
+    """Where archives are looked for: $GITLAB_RUNNER_CHARTS, the workspace's charts folder, earlier downloads."""
+    dirs = [Path(p) for p in os.environ.get("GITLAB_RUNNER_CHARTS", "").split(os.pathsep) if p]
+    return [*dirs, ROOT.parent / "shared" / "charts", _DOWNLOADS]
+
+
+def chart_path(version: str, repository: str = DEFAULT_REPOSITORY) -> Path:
+    """The verified archive of `version`: found on disk, else pulled from `repository`."""
+    expected = KNOWN_CHARTS.get(version)
+    if expected is None:
+        raise ChartUnavailable(
+            f"{CHART_NAME} chart {version} has no pinned sha256 in verify/chart.py KNOWN_CHARTS "
+            f"(known: {', '.join(sorted(KNOWN_CHARTS))}); synth renders only verified archives. "
+            f"Pull it (`helm pull {CHART_NAME} --repo {repository} --version {version}`), check it, and add its digest"
+        )
+    name = f"{CHART_NAME}-{version}.tgz"
+    candidates = [d / name for d in chart_dirs()]
     for candidate in candidates:
         if candidate.is_file():
-            return _verified(candidate)
+            return _verified(candidate, version, expected)
     try:
         import helm_python
 
-        _CACHE.mkdir(parents=True, exist_ok=True)
-        helm_python.pull("gitlab-runner", repo_url=CHART_REPO, version=CHART_VERSION, destination=_CACHE)
+        _DOWNLOADS.mkdir(parents=True, exist_ok=True)
+        helm_python.pull(CHART_NAME, repo_url=repository, version=version, destination=_DOWNLOADS)
     except Exception as exc:  # offline, or the repository is unreachable
         raise ChartUnavailable(
-            f"{name} not found ({', '.join(map(str, candidates))}) and `helm pull` from {CHART_REPO} failed: {exc}"
+            f"{name} not found ({', '.join(map(str, candidates))}) and `helm pull` from {repository} failed: {exc}"
         ) from exc
-    return _verified(_CACHE / name)
+    return _verified(_DOWNLOADS / name, version, expected)
 
 
-def _verified(path: Path) -> Path:
+def _verified(path: Path, version: str, expected: str) -> Path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != CHART_SHA256:
-        raise ChartUnavailable(f"{path} has sha256 {digest}, expected {CHART_SHA256} (chart {CHART_VERSION})")
+    if digest != expected:
+        raise ChartUnavailable(f"{path} has sha256 {digest}, expected {expected} (chart {version})")
     return path
 
 
 @cache
-def _chart() -> Any:
+def _chart(version: str, repository: str) -> Any:
     import helm_python
 
-    return helm_python.Chart.load(str(chart_path()))
+    return helm_python.Chart.load(str(chart_path(version, repository)))
 
 
 @dataclass(frozen=True)
 class RenderedChart:
+    version: str
     templates: dict[str, str]  # template path -> manifest text
     objects: list[dict[str, Any]]
 
@@ -75,8 +97,10 @@ class RenderedChart:
         return configmap["data"]["config.toml"]
 
 
-def render_chart(values: dict[str, Any], *, release: str, namespace: str) -> RenderedChart:
-    templates = _chart().render(values, name=release, namespace=namespace, is_install=True)
+def render_chart(
+    values: dict[str, Any], *, release: str, namespace: str, version: str, repository: str = DEFAULT_REPOSITORY
+) -> RenderedChart:
+    templates = _chart(version, repository).render(values, name=release, namespace=namespace, is_install=True)
     objects = []
     for path, text in sorted(templates.items()):
         if path.endswith("NOTES.txt"):
@@ -84,4 +108,12 @@ def render_chart(values: dict[str, Any], *, release: str, namespace: str) -> Ren
         for doc in yaml.safe_load_all(text):
             if doc:
                 objects.append(doc)
-    return RenderedChart(templates=templates, objects=objects)
+    return RenderedChart(version=version, templates=templates, objects=objects)
+
+
+def render_release(inputs: dict[str, Any]) -> RenderedChart:
+    """Render a recorded `helm.v3.Release`'s inputs: its values at its own chart version and repository."""
+    repository = (inputs.get("repositoryOpts") or {}).get("repo") or DEFAULT_REPOSITORY
+    return render_chart(
+        inputs["values"], release=inputs["name"], namespace=inputs["namespace"], version=inputs["version"], repository=repository
+    )

@@ -24,8 +24,9 @@ from pulumi.runtime import config as runtime_config
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks
 
+from components.marks import PROJECT
+
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "gitlab-buildkit-runner"
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 ACCOUNT = "123456789012"

@@ -28,10 +28,9 @@ import yaml
 
 from components.aws_documents import validate_lifecycle
 from components.config import ConfigError, parse_config
-from components.rbac import JOB_SERVICE_ACCOUNT
 from components.runner_config import build_runner_config, render_toml
 
-from .chart import render_chart
+from .chart import ChartUnavailable, render_release
 from .harness import PROJECT, ROOT, ProgramRun, Registration, load_config_file, load_stack_file, run_program
 from .iam_checks import parliament_problems, sentry_problems
 from .policy_client import PolicyPack, ResourceInput
@@ -127,14 +126,30 @@ def synth_stack(
         chart_objects: list[dict[str, Any]] = []
         releases = [r for r in resources if r.type == "kubernetes:helm.sh/v3:Release"]
         for release in releases:
-            values = release.inputs["values"]
-            rendered = render_chart(values, release=release.inputs["name"], namespace=release.inputs["namespace"])
+            try:
+                rendered = render_release(release.inputs)
+            except ChartUnavailable as exc:
+                report.fail("chart", f"{release.name}: cannot render chart version {release.inputs.get('version')!r}: {exc}")
+                continue
             chart_objects += rendered.objects
             for obj in rendered.objects:
                 _write(out / "k8s" / "chart" / _yaml_name(obj), yaml.safe_dump(obj, sort_keys=False))
             runner_toml = rendered.global_config_toml() + "\n" + rendered.config_template_toml()
             _write(out / "runner" / "config.toml", runner_toml)
-            expected = tomllib.loads(render_toml(build_runner_config(cfg, job_service_account=JOB_SERVICE_ACCOUNT)))
+            # The job service account as the program created it (RunnerRbac's account in the job namespace).
+            job_account = next(
+                r.inputs["metadata"]["name"]
+                for r in resources
+                if r.type == "kubernetes:core/v1:ServiceAccount" and r.inputs["metadata"]["namespace"] == cfg.kubernetes.job_namespace
+            )
+            model = build_runner_config(
+                cfg.runner,
+                environment=cfg.environment,
+                job_namespace=cfg.kubernetes.job_namespace,
+                job_service_account=job_account,
+                automount_service_account_token=cfg.kubernetes.job_automount_service_account_token,
+            )
+            expected = tomllib.loads(render_toml(model))
             try:
                 actual = tomllib.loads(rendered.config_template_toml())
             except tomllib.TOMLDecodeError as exc:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 from common import resource_policy
+from marks import JOB_SECURITY_MODE_ANNOTATION, PSA_LABEL_PREFIX
 from pulumi_policy import ReportViolation, ResourceValidationArgs
-from runner_checks import JOB_SECURITY_MODE_ANNOTATION
 
-PSA = "pod-security.kubernetes.io"
 LEVELS = ("privileged", "baseline", "restricted")
 PINNED_VERSION = re.compile(r"^v1\.[0-9]+$")
 ROLE_TYPES = ("kubernetes:rbac.authorization.k8s.io/v1:Role", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
@@ -20,13 +19,15 @@ def _namespace_labels(args: ResourceValidationArgs, report_violation: ReportViol
         return
     meta = args.props.get("metadata") or {}
     labels = meta.get("labels") or {}
-    enforce = labels.get(f"{PSA}/enforce")
+    enforce = labels.get(f"{PSA_LABEL_PREFIX}/enforce")
     if enforce not in LEVELS:
-        report_violation(f"namespace {meta.get('name')!r}: label {PSA}/enforce must be one of {list(LEVELS)} (is {enforce!r})", None)
-    version = labels.get(f"{PSA}/enforce-version")
+        report_violation(
+            f"namespace {meta.get('name')!r}: label {PSA_LABEL_PREFIX}/enforce must be one of {list(LEVELS)} (is {enforce!r})", None
+        )
+    version = labels.get(f"{PSA_LABEL_PREFIX}/enforce-version")
     if not PINNED_VERSION.match(str(version or "")):
         report_violation(
-            f"namespace {meta.get('name')!r}: label {PSA}/enforce-version must pin a version like v1.33 (is {version!r})", None
+            f"namespace {meta.get('name')!r}: label {PSA_LABEL_PREFIX}/enforce-version must pin a version like v1.33 (is {version!r})", None
         )
 
 
@@ -34,7 +35,7 @@ def _privileged_only_acknowledged(args: ResourceValidationArgs, report_violation
     if args.resource_type != "kubernetes:core/v1:Namespace":
         return
     meta = args.props.get("metadata") or {}
-    if (meta.get("labels") or {}).get(f"{PSA}/enforce") != "privileged":
+    if (meta.get("labels") or {}).get(f"{PSA_LABEL_PREFIX}/enforce") != "privileged":
         return
     if (meta.get("annotations") or {}).get(JOB_SECURITY_MODE_ANNOTATION) != "unconfined":
         report_violation(

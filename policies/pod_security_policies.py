@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common import ADVISORY, MANDATORY, resource_policy
-from psa import CONTROLS, Control, pod_of
+from pod_security_controls import CONTROLS, Control, pod_of
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 

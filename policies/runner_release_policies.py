@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from common import ADVISORY, plain, resource_policy, stack_policy
+from common import ADVISORY, resource_policy, stack_policy, to_plain_data
+from marks import JOB_SECURITY_MODE_ANNOTATION, PSA_ENFORCE
 from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
-from runner_checks import JOB_SECURITY_MODE_ANNOTATION, manager_context_problems, parse_runner_config, runner_config_problems
+from runner_config_checks import manager_context_problems, parse_runner_config, runner_config_problems
 
 RELEASE_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
 UNCONFINED_POLICY = "gitlab-runner-unconfined-profiles"
-PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 
 RUNNER_POLICIES = {
     "gitlab-runner-privileged": (
@@ -71,7 +71,7 @@ def _manager_context(args: ResourceValidationArgs, report_violation: ReportViola
     values = args.props.get("values") or {}
     # Only the keys checked: other values (e.g. an annotation with the runner id) are unknown on a
     # stack's first preview and must not fail this policy.
-    checked = {key: plain(values.get(key)) for key in ("securityContext", "podSecurityContext", "rbac")}
+    checked = {key: to_plain_data(values.get(key)) for key in ("securityContext", "podSecurityContext", "rbac")}
     for message in manager_context_problems(checked):
         report_violation(f"runner manager: {message}", None)
 

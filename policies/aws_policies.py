@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Iterable
 from typing import Any
 
-from common import json_document, plain, resource_policy, stack_policy
-from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, StackValidationArgs
+from common import json_document, resource_policy, stack_policy, to_plain_data
+from marks import BUILD_CACHE_ROLE, REPOSITORY_ROLE_TAG
+from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 
 REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
@@ -30,7 +29,6 @@ ADMIN_POLICY_ARNS = (
 )
 # Actions whose only resource is "*" (account-level). Ref: AWS service authorization reference for ECR.
 ACCOUNT_LEVEL_ACTIONS = frozenset({"ecr:getauthorizationtoken"})
-DEFAULT_CACHE_PATTERNS = ["buildkit-cache", "*/buildkit-cache"]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -129,10 +127,13 @@ def _immutable(args: ResourceValidationArgs, report_violation: ReportViolation) 
     mutability = args.props.get("imageTagMutability") or "MUTABLE"
     if mutability in ("IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION"):
         return
-    patterns: Iterable[str] = args.get_config().get("cacheRepositoryPatterns", DEFAULT_CACHE_PATTERNS)
-    if any(fnmatch.fnmatchcase(name, p) for p in patterns):
-        return  # the declared exception: BuildKit overwrites its cache tag on every build
-    report_violation(f"application repository {name!r} has mutable tags ({mutability}); release tags must never move", None)
+    if (args.props.get("tags") or {}).get(REPOSITORY_ROLE_TAG) == BUILD_CACHE_ROLE:
+        return  # the declared exception, marked by the stack: BuildKit overwrites its cache tag on every build
+    report_violation(
+        f"repository {name!r} has mutable tags ({mutability}) and is not tagged {REPOSITORY_ROLE_TAG}={BUILD_CACHE_ROLE}; "
+        "release tags must never move",
+        None,
+    )
 
 
 def _lifecycle_attached(args: StackValidationArgs, report_violation: ReportViolation) -> None:
@@ -150,10 +151,10 @@ def _no_admin(args: ResourceValidationArgs, report_violation: ReportViolation) -
         if arn in ADMIN_POLICY_ARNS:
             report_violation(f"attaches {arn}", None)
     if args.resource_type in ("aws:iam/user:User", "aws:iam/role:Role"):
-        for arn in plain(args.props.get("managedPolicyArns") or []):
+        for arn in to_plain_data(args.props.get("managedPolicyArns") or []):
             if arn in ADMIN_POLICY_ARNS:
                 report_violation(f"attaches {arn}", None)
-        for inline in plain(args.props.get("inlinePolicies") or []):
+        for inline in to_plain_data(args.props.get("inlinePolicies") or []):
             doc = json_document(inline.get("policy")) if isinstance(inline, dict) else None
             if doc and wildcard_action_problems(doc):
                 report_violation(f"inline policy {inline.get('name')!r}: " + "; ".join(wildcard_action_problems(doc)), None)
@@ -167,9 +168,6 @@ def _oidc_trust(args: ResourceValidationArgs, report_violation: ReportViolation)
 
 
 def policies() -> list:
-    cache_schema = PolicyConfigSchema(
-        properties={"cacheRepositoryPatterns": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_CACHE_PATTERNS}}
-    )
     return [
         resource_policy(
             "aws-ecr-scan-on-push",
@@ -183,9 +181,8 @@ def policies() -> list:
         resource_policy(
             "aws-ecr-immutable-tags",
             "Application repositories must have immutable tags; the BuildKit cache repository is the declared exception.",
-            "Set imageTagMutability: IMMUTABLE (or name the cache repository in cacheRepositoryPatterns).",
+            f"Set imageTagMutability: IMMUTABLE (only the build-cache repository, tagged {REPOSITORY_ROLE_TAG}={BUILD_CACHE_ROLE}, may be mutable).",
             _immutable,
-            config_schema=cache_schema,
         ),
         stack_policy(
             "aws-ecr-lifecycle-policy",

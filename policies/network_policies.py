@@ -6,9 +6,9 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from common import plain, stack_policy
+from common import stack_policy, to_plain_data
 from pulumi_policy import ReportViolation, StackValidationArgs
-from runner import checked_runner_config, is_runner_release
+from runner_release_policies import checked_runner_config, is_runner_release
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 METADATA_ADDRESSES = (ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"))
@@ -26,7 +26,7 @@ def _job_namespaces(args: StackValidationArgs, report_violation: ReportViolation
 
 def _policies_in(args: StackValidationArgs, namespace: str) -> list[dict[str, Any]]:
     return [
-        plain(r.props)
+        to_plain_data(r.props)
         for r in args.resources
         if r.resource_type == NETWORK_POLICY and (r.props.get("metadata") or {}).get("namespace") == namespace
     ]

@@ -4,7 +4,8 @@ Pulumi never sees job pods (the runner creates them at run time); what it can ch
 The only relaxations are the documented needs of rootless BuildKit, listed as data in
 RUNNER_EXCEPTIONS: which container, which image, which namespaces, which relaxation.
 
-Ref: ../shared/design/platform-facts.md §1-§3
+Ref: https://github.com/moby/buildkit/blob/v0.25.1/docs/rootless.md (what rootless BuildKit needs)
+Ref: https://docs.gitlab.com/runner/executors/kubernetes/ (config.toml keys)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from psa import APPARMOR_ANNOTATION_PREFIX
+from pod_security_controls import APPARMOR_ANNOTATION_PREFIX
 
 CONTAINER_CONTEXTS = {
     "build": "build_container_security_context",
@@ -35,8 +36,6 @@ UNSAFE_OVERWRITES = (
     "node_tolerations_overwrite_allowed",
     "helper_image_overwrite_allowed",
 )
-# Set on the job namespace by the stack when jobSecurityMode 'unconfined' was acknowledged in config.
-JOB_SECURITY_MODE_ANNOTATION = "gitlab-buildkit-runner/job-security-mode"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,108 @@
+"""Reading the engine's config, validating it, and turning validation errors into messages for people.
+
+Every error names the key (with the project namespace), the value and what is allowed, and is raised
+before any resource is registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..marks import PROJECT
+from .base import RuleViolation
+from .stack import Environment, StackConfig
+
+# Keys that must arrive as Pulumi secrets; they are read by the providers, never by the model.
+SECRET_KEYS = frozenset({"gitlabToken"})
+
+
+class ConfigError(Exception):
+    """Invalid stack configuration. The message is meant for the person running `pulumi up`."""
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(root)"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    rule = (error.get("ctx") or {}).get("error")
+    if isinstance(rule, RuleViolation):
+        key = f"{key}.{rule.key}" if error["loc"] else rule.key
+        error = {**error, "input": rule.value}
+    if error["type"] == "extra_forbidden":
+        return f"  {PROJECT}:{key}: unknown key (a typo?); remove it or see Pulumi.yaml for the allowed keys"
+    if error["type"] == "missing":
+        return f"  {PROJECT}:{key}: required but not set"
+    value = json.dumps(error.get("input"), default=str)
+    if len(value) > 120:
+        value = value[:117] + "..."
+    return f"  {PROJECT}:{key} = {value}: {msg}"
+
+
+def parse_config(raw: Mapping[str, Any], stack: str | None = None) -> StackConfig:
+    """Validate a plain mapping of project config keys (without the namespace prefix).
+
+    A stack named like an environment must declare that environment: a `prod` stack whose config says
+    `environment: dev` would silently skip the prod rules (pinning, protection, immutability).
+    """
+    data = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
+    try:
+        cfg = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors(include_url=False)]
+        raise ConfigError("invalid stack configuration:\n" + "\n".join(lines)) from None
+    if stack in typing.get_args(Environment) and stack != cfg.environment:
+        raise ConfigError(
+            f"invalid stack configuration:\n  {PROJECT}:environment = {json.dumps(cfg.environment)}: "
+            f"stack {stack!r} must declare environment {stack!r} (a stack named after an environment gets its rules)"
+        )
+    return cfg
+
+
+def project_config(entries: Iterable[tuple[str, Any]], secret_keys: Iterable[str] = ()) -> dict[str, Any]:
+    """Pick this project's keys from the engine's flat config ('<ns>:<key>' -> JSON string or value).
+
+    Secret-only keys must arrive as Pulumi secrets; plain values for them are refused so a token
+    never sits readable in Pulumi.<stack>.yaml.
+    """
+    prefix = f"{PROJECT}:"
+    secrets = set(secret_keys)
+    result: dict[str, Any] = {}
+    for full_key, value in entries:
+        if not full_key.startswith(prefix):
+            continue
+        key = full_key[len(prefix) :]
+        if key in SECRET_KEYS:
+            if full_key not in secrets:
+                raise ConfigError(
+                    f"invalid stack configuration:\n  {full_key}: must be set with "
+                    f"`pulumi config set --secret {key} ...`, not as plain text"
+                )
+            continue
+        if isinstance(value, str):
+            with contextlib.suppress(json.JSONDecodeError):  # plain strings stay strings
+                value = json.loads(value)
+        result[key] = value
+    return result
+
+
+def load_config() -> StackConfig:
+    """Read and validate the running stack's config; raises ConfigError before any resource exists.
+
+    The whole project namespace is validated at once, so `pulumi.Config` (one key at a time) does not
+    fit. The SDK has no public accessor for all keys, so this reads its runtime module:
+    `get_config_env()` and `get_config_secret_keys_env()` are what the language host passes, and
+    `CONFIG`/`_SECRET_KEYS` (PRIVATE SDK names, pulumi 3.272.0 `pulumi/runtime/config.py`) hold what
+    `set_all_config` stored (mocks and the automation API). Re-check them on every SDK upgrade;
+    tests/test_config.py runs this function against the pinned SDK.
+    """
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    entries = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    return parse_config(project_config(entries.items(), secret_keys), stack=pulumi.get_stack())

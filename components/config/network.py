@@ -1,0 +1,58 @@
+"""NetworkPolicies of the runner namespaces: what job pods and the manager may reach."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, model_validator
+
+from .base import ConfigModel, RuleViolation
+from .fields import Cidr, DnsLabel
+
+
+class NetworkConfig(ConfigModel):
+    enabled: bool = True
+    """Create the NetworkPolicies (needs a CNI that enforces them)."""
+    job_egress_cidrs: list[Cidr] = ["0.0.0.0/0", "::/0"]
+    """Where job pods may connect (besides DNS)."""
+    # Always excluded from job egress, whatever the allow-list says.
+    metadata_cidrs: list[Cidr] = ["169.254.169.254/32", "fd00:ec2::254/128"]
+    """Instance metadata addresses, always excluded from job egress."""
+    private_cidrs: list[Cidr] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]
+    """Cluster/VPC ranges, always excluded from job egress."""
+    api_server_cidrs: list[Cidr] = []
+    """Kubernetes API server addresses: excluded for jobs, allowed for the manager."""
+    api_server_port: int = Field(443, ge=1, le=65535)
+    """API server port the manager may reach."""
+    gitlab_cidrs: list[Cidr] = ["0.0.0.0/0", "::/0"]
+    """Where the manager may reach GitLab on 443."""
+    dns_namespace: DnsLabel = "kube-system"
+    """Namespace of cluster DNS (pods labelled k8s-app=kube-dns)."""
+    metrics_namespace: DnsLabel | None = None
+    """Namespace allowed to scrape the manager's metrics; unset denies all ingress."""
+
+    @model_validator(mode="after")
+    def _jobs_can_reach_registries(self) -> NetworkConfig:
+        if self.enabled and not self.job_egress_cidrs:
+            raise ValueError("jobEgressCidrs is empty: builds could not pull base images or push")
+        return self
+
+    @model_validator(mode="after")
+    def _job_egress_outside_excluded(self) -> NetworkConfig:
+        # An allowed range inside an always-excluded one would be empty after exclusion (and Kubernetes
+        # rejects an `except` that is not inside its `cidr`): refuse it here, before any resource exists.
+        for cidr in self.job_egress_cidrs:
+            allowed = ipaddress.ip_network(cidr)
+            for excluded in self.excluded_networks():
+                if excluded.version == allowed.version and allowed.subnet_of(excluded):  # type: ignore[arg-type]
+                    raise RuleViolation(
+                        "jobEgressCidrs",
+                        cidr,
+                        f"lies inside the always-excluded range {excluded} (metadataCidrs, apiServerCidrs or "
+                        "privateCidrs): jobs could reach nothing through it; allow a range outside them",
+                    )
+        return self
+
+    def excluded_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """Ranges no job may reach, whatever jobEgressCidrs allows."""
+        return [ipaddress.ip_network(c) for c in [*self.metadata_cidrs, *self.api_server_cidrs, *self.private_cidrs]]

@@ -1,0 +1,129 @@
+"""The GitLab runner: where it is registered, its chart, its job image and the job pods' settings."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from .base import ConfigModel
+from .fields import IMAGE_TAG, RUNNER_TAG, SEMVER, ImageRef, LabelKey, LabelValue, Quantity, matching
+from .kubernetes import Resources
+
+JobSecurityMode = Literal["baseline", "unconfined"]
+RunnerType = Literal["project_type", "group_type", "instance_type"]
+
+
+class RunnerScope(ConfigModel):
+    type: RunnerType = "project_type"
+    """Runner type: project_type, group_type or instance_type."""
+    project_id: int | None = Field(None, ge=1)
+    """Numeric project id (project_type only)."""
+    group_id: int | None = Field(None, ge=1)
+    """Numeric group id (group_type only)."""
+
+    @model_validator(mode="after")
+    def _ids_match_type(self) -> RunnerScope:
+        wanted = {"project_type": "project_id", "group_type": "group_id", "instance_type": None}[self.type]
+        for field in ("project_id", "group_id"):
+            present = getattr(self, field) is not None
+            if field == wanted and not present:
+                raise ValueError(f"type {self.type!r} needs {to_camel(field)}")
+            if field != wanted and present:
+                raise ValueError(f"type {self.type!r} does not take {to_camel(field)}")
+        return self
+
+
+class RunnerConfig(ConfigModel):
+    chart_version: Annotated[str, matching(SEMVER, "an exact chart version such as '0.86.0'")] = "0.86.0"
+    """Exact version of the gitlab-runner chart."""
+    chart_repository: Annotated[str, matching(re.compile(r"https://\S+"), "an https:// URL")] = "https://charts.gitlab.io"
+    """Helm repository of the chart."""
+    manager_image_tag: Annotated[str, matching(IMAGE_TAG, "an image tag such as 'alpine-v18.9.0'")] | None = None
+    """gitlab-runner image tag for the manager; unset uses the chart's appVersion."""
+    job_image: ImageRef = "moby/buildkit:v0.25.1-rootless"
+    """Default job image (rootless BuildKit); prod requires a version tag or digest."""
+    allowed_images: list[
+        Annotated[str, matching(re.compile(r"[a-z0-9*][a-z0-9._/:@*-]*"), "an image pattern such as 'moby/buildkit:*rootless*'")]
+    ] = Field(default=["moby/buildkit:*rootless*"], min_length=1)
+    """Images a job may choose (runner allowed_images, doublestar patterns): the build container's
+    relaxed security context applies to whatever image a job runs, so only rootless BuildKit."""
+    helper_image: ImageRef | None = None
+    """Helper image override; unset uses the runner's default helper."""
+    scope: RunnerScope
+    """Where the runner is registered (gitlab.UserRunner)."""
+    description: str = Field("rootless BuildKit runner", min_length=1, max_length=255)
+    """Runner description shown in GitLab (the environment is appended)."""
+    tags: list[Annotated[str, matching(RUNNER_TAG, "a runner tag of letters, digits, '_', '.', '-'")]] = ["buildkit"]
+    """Runner tags; jobs select the runner with these."""
+    run_untagged: bool = False
+    """Also pick jobs without tags."""
+    protected_only: bool = False
+    """Only run jobs on protected branches and tags (access_level ref_protected)."""
+    maximum_timeout_seconds: int = Field(3600, ge=600, le=86400)
+    """Longest job the runner accepts; also sets the manager's graceful-shutdown period."""
+    concurrent: int = Field(10, ge=1, le=500)
+    """Maximum concurrent jobs of this runner manager."""
+    check_interval_seconds: int = Field(3, ge=1, le=3600)
+    """Seconds between job polls."""
+    poll_timeout_seconds: int = Field(600, ge=30, le=3600)
+    """Seconds the runner waits for a job pod to start."""
+    job_security_mode: JobSecurityMode = "baseline"
+    """'baseline' (no explicit seccomp/AppArmor; job namespace PSA baseline) or 'unconfined' (both Unconfined on the build container; job namespace PSA privileged)."""
+    acknowledge_unconfined: bool = False
+    """Must be true to use jobSecurityMode 'unconfined'."""
+    build_resources: Resources = Resources(
+        cpu_request="1",
+        cpu_limit="4",
+        memory_request="2Gi",
+        memory_limit="8Gi",
+        ephemeral_storage_request="10Gi",
+        ephemeral_storage_limit="40Gi",
+    )
+    """Requests/limits of the build container (also the job namespace LimitRange defaults)."""
+    helper_resources: Resources = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="256Mi")
+    """Requests/limits of the helper and service containers."""
+    manager_resources: Resources = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="512Mi")
+    """Requests/limits of the runner manager pod."""
+    buildkit_state_size_limit: Quantity = "30Gi"
+    """Size limit of the emptyDir holding BuildKit state."""
+    metrics_enabled: bool = True
+    """Expose runner metrics on :9252."""
+    pod_monitor: bool = False
+    """Create a PodMonitor (needs the Prometheus Operator CRDs; the chart skips it otherwise)."""
+    # Safe overwrites only: a job may ask for more CPU/memory up to these maxima. The settings that
+    # let a job relax security (namespace, service account, bearer token, annotations) are not offered.
+    cpu_limit_overwrite_max: Quantity | None = None
+    """Let jobs raise their CPU limit up to this (KUBERNETES_CPU_LIMIT); unset forbids it."""
+    memory_limit_overwrite_max: Quantity | None = None
+    """Let jobs raise their memory limit up to this; unset forbids it."""
+    node_selector: dict[LabelKey, LabelValue] = {}
+    """Node selector for job pods and the manager (e.g. nodes with user namespaces enabled)."""
+
+    @model_validator(mode="after")
+    def _unconfined_is_acknowledged(self) -> RunnerConfig:
+        if self.job_security_mode == "unconfined" and not self.acknowledge_unconfined:
+            raise ValueError(
+                "jobSecurityMode 'unconfined' labels the job namespace PSA 'privileged' and runs builds "
+                "without seccomp/AppArmor; set acknowledgeUnconfined: true to accept that"
+            )
+        if self.acknowledge_unconfined and self.job_security_mode != "unconfined":
+            raise ValueError("acknowledgeUnconfined is only meaningful with jobSecurityMode 'unconfined'")
+        return self
+
+    @model_validator(mode="after")
+    def _job_image_is_allowed(self) -> RunnerConfig:
+        if not any(fnmatch.fnmatchcase(self.job_image, pattern) for pattern in self.allowed_images):
+            raise ValueError(f"jobImage {self.job_image!r} is not matched by allowedImages {self.allowed_images}")
+        return self
+
+    @model_validator(mode="after")
+    def _runner_can_pick_jobs(self) -> RunnerConfig:
+        if not self.tags and not self.run_untagged:
+            raise ValueError("tags is empty and runUntagged is false: the runner could never pick a job")
+        if len(set(self.tags)) != len(self.tags):
+            raise ValueError(f"tags {self.tags} contain duplicates")
+        return self

@@ -1,0 +1,32 @@
+"""Names and marks other systems rely on, one home each on the stack's side.
+
+The policy pack cannot import this package (it runs on its own); it restates the marks it reads in
+``policies/marks.py``, and tests/test_contracts.py ties the two sides together. Where the stack and the
+pack must agree on *which* resource is special (the cache repository, the acknowledged job namespace),
+the stack marks the resource and the pack reads the mark; nobody matches names by pattern.
+"""
+
+from __future__ import annotations
+
+PROJECT = "gitlab-buildkit-runner"
+
+# Ref: https://kubernetes.io/docs/concepts/security/pod-security-admission/#pod-security-admission-labels-for-namespaces
+PSA_LABEL_PREFIX = "pod-security.kubernetes.io"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": PROJECT}
+
+# On the job namespace: the job security mode the stack config chose (and acknowledged). The pack
+# admits PSA 'privileged' and Unconfined profiles only in a namespace carrying 'unconfined'.
+JOB_SECURITY_MODE_ANNOTATION = f"{PROJECT}/job-security-mode"
+# On the manager pod: the GitLab runner id, so a replaced runner (new token) restarts the manager.
+RUNNER_ID_ANNOTATION = f"{PROJECT}/runner-id"
+
+# On every ECR repository (an AWS tag): what the repository is for. The pack lets only the one
+# tagged as the build cache keep mutable tags, since BuildKit overwrites its cache tag every build.
+REPOSITORY_ROLE_TAG = f"{PROJECT}/repository-role"
+APPLICATION_ROLE = "application"
+BUILD_CACHE_ROLE = "buildkit-cache"
+
+
+def component_type(module: str, noun: str) -> str:
+    """A component's type token, `<project>:<module>:<Noun>`. Never change one once deployed (URNs)."""
+    return f"{PROJECT}:{module}:{noun}"

@@ -1,0 +1,72 @@
+"""Pure builders for the namespaces' documents: Pod Security labels, the job LimitRange and quota.
+
+They return plain camelCase dicts, exactly as they appear in the manifest, so the same data feeds the
+Pulumi resources, the offline schema validation and the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import JobQuota, JobSecurityMode, RunnerConfig
+from .config.fields import largest_quantity
+from .marks import JOB_SECURITY_MODE_ANNOTATION, MANAGED_BY, PSA_LABEL_PREFIX
+
+# Ref: https://kubernetes.io/docs/concepts/security/pod-security-standards/ and moby/buildkit
+# docs/rootless.md: rootless BuildKit needs privilege escalation (newuidmap is setuid), so the job
+# namespace can never be 'restricted'; explicit Unconfined profiles need 'privileged'.
+JOB_PSA_LEVELS: dict[JobSecurityMode, dict[str, str]] = {
+    "baseline": {"enforce": "baseline", "warn": "restricted", "audit": "restricted"},
+    "unconfined": {"enforce": "privileged", "warn": "baseline", "audit": "baseline"},
+}
+MANAGER_PSA_LEVELS = {"enforce": "restricted", "warn": "restricted", "audit": "restricted"}
+
+
+def psa_labels(levels: dict[str, str], version: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for mode, level in levels.items():
+        labels[f"{PSA_LABEL_PREFIX}/{mode}"] = level
+        labels[f"{PSA_LABEL_PREFIX}/{mode}-version"] = version
+    return labels
+
+
+def manager_namespace_labels(pod_security_version: str) -> dict[str, str]:
+    return {**MANAGED_BY, **psa_labels(MANAGER_PSA_LEVELS, pod_security_version)}
+
+
+def job_namespace_annotations(job_security_mode: JobSecurityMode) -> dict[str, str]:
+    return {JOB_SECURITY_MODE_ANNOTATION: job_security_mode}
+
+
+def job_namespace_labels(job_security_mode: JobSecurityMode, pod_security_version: str) -> dict[str, str]:
+    return {**MANAGED_BY, **psa_labels(JOB_PSA_LEVELS[job_security_mode], pod_security_version)}
+
+
+def job_limit_range_spec(runner: RunnerConfig) -> dict[str, Any]:
+    """Defaults for containers that set nothing, and maxima so one build cannot starve the node."""
+    build = runner.build_resources
+    maximum = {
+        "cpu": largest_quantity(build.cpu_limit, runner.cpu_limit_overwrite_max),
+        "memory": largest_quantity(build.memory_limit, runner.memory_limit_overwrite_max),
+    }
+    default = {"cpu": build.cpu_limit, "memory": build.memory_limit}
+    default_request = {"cpu": build.cpu_request, "memory": build.memory_request}
+    if build.ephemeral_storage_limit:
+        maximum["ephemeral-storage"] = build.ephemeral_storage_limit
+        default["ephemeral-storage"] = build.ephemeral_storage_limit
+    if build.ephemeral_storage_request:
+        default_request["ephemeral-storage"] = build.ephemeral_storage_request
+    return {"limits": [{"type": "Container", "max": maximum, "default": default, "defaultRequest": default_request}]}
+
+
+def job_quota_spec(quota: JobQuota | None) -> dict[str, Any] | None:
+    if quota is None:
+        return None
+    return {
+        "hard": {
+            "limits.cpu": quota.cpu,
+            "limits.memory": quota.memory,
+            "limits.ephemeral-storage": quota.ephemeral_storage,
+            "pods": str(quota.pods),
+        }
+    }
