@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck synth bench docs check clean ci-local
+.PHONY: venv test lint typecheck synth bench docs urns check clean ci-local
 
 venv: $(STAMP)
 
@@ -33,9 +33,13 @@ synth: venv
 bench: venv
 	$(PY) -m bench.run
 
-## docs: regenerate the config reference in README.md and Pulumi.yaml from components/config.py
+## docs: regenerate the config reference in README.md and Pulumi.yaml from components/config/
 docs: venv
 	$(PY) -m verify.config_reference --write
+
+## urns: pin the URNs of new resources in tests/fixtures/urns.json (never unpins; see verify/urns.py)
+urns: venv
+	$(PY) -m verify.urns --write
 
 ## ci-local: the verify stage of .gitlab-ci.yml through gitlab-ci-local (shell executor; needs node, npm, rsync)
 ci-local: venv

@@ -12,7 +12,7 @@ import json
 import runpy
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ class Registration:
     protect: bool
     dependencies: list[str]
     additional_secret_outputs: list[str]
+    aliases: list[str] = field(default_factory=list)  # URNs this resource was known by (ResourceOptions.aliases)
     resource_id: str = ""  # the id the (mock) provider returned
     request_object: Any = None  # the RegisterResource protobuf Struct, converted on first use
     response_object: Any = None
@@ -140,6 +141,41 @@ class StackMocks(Mocks):
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def engine_urn(urn: str) -> str:
+    """A URN as the engine writes it. The mock monitor keeps the root stack's type in the qualified type
+    of top-level resources (`pulumi:pulumi:Stack$<type>`); the engine leaves it out.
+
+    Ref: pulumi/pulumi sdk/go/common/resource/urn.go NewURN (the root stack type is not a parent type).
+    """
+    return urn.replace(f"::{ROOT_STACK_TYPE}$", "::", 1)
+
+
+def _qualified_type(urn: str) -> str:
+    return engine_urn(urn).split("::")[2]
+
+
+def alias_urn(alias: Any, request: Any) -> str:
+    """The URN an alias names, resolved the way the engine does: unset spec fields default to the resource's own.
+
+    Ref: pulumi/pulumi sdk/proto/alias.proto and pkg/resource/deploy (alias URNs).
+    """
+    if alias.urn:
+        return str(alias.urn)
+    spec = alias.spec
+    stack = spec.stack or pulumi.get_stack()
+    project = spec.project or pulumi.get_project()
+    parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+    typ = spec.type or request.type
+    parent_type = _qualified_type(parent) if parent else ""
+    if parent_type == ROOT_STACK_TYPE:
+        parent_type = ""
+    qualified = f"{parent_type}${typ}" if parent_type else typ
+    return f"urn:pulumi:{stack}::{project}::{qualified}::{spec.name or request.name}"
+
+
 class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: Mocks) -> None:
         super().__init__(mocks)
@@ -159,6 +195,7 @@ class RecordingMonitor(MockMonitor):
             protect=bool(request.protect),
             dependencies=list(request.dependencies),
             additional_secret_outputs=list(request.additionalSecretOutputs),
+            aliases=[*request.aliasURNs, *(alias_urn(a, request) for a in request.aliases)],
             resource_id=response.id,
             # Converting every Struct to a dict here would be paid per resource even when nobody reads it.
             request_object=request.object if request.HasField("object") else None,

@@ -1,0 +1,58 @@
+"""URN pins of the shipped stacks: a rename without an alias would replace stateful resources."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from verify.harness import PROJECT, RecordingMonitor, StackMocks
+from verify.urns import check_stack, load_pins, shipped_stacks
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_shipped_stack_keeps_every_pinned_urn(stack: str) -> None:
+    pins = load_pins()
+    assert stack in shipped_stacks() and pins[stack], "every shipped stack is pinned"
+    result = check_stack(stack, pins[stack])
+    assert result.missing == [], "a pinned URN disappeared without an alias (the engine would replace the resource)"
+    assert result.added == [], "new resources: pin them with `python -m verify.urns --write`"
+
+
+def test_a_vanished_urn_is_reported_and_a_new_one_too() -> None:
+    pins = load_pins()["dev"]
+    renamed = pins[0].rsplit("::", 1)[0] + "::renamed-without-alias"
+    result = check_stack("dev", [*pins[1:], renamed])
+    assert result.missing == [renamed]
+    assert result.added == [pins[0]]
+
+
+def test_alias_urns_are_resolved_like_the_engine() -> None:
+    """An alias spec names the old URN relative to the resource (same parent and type unless set)."""
+    mocks = StackMocks("eu-west-1")
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False, monitor=monitor)
+
+    class Holder(pulumi.ComponentResource):
+        def __init__(self, name: str) -> None:
+            super().__init__(f"{PROJECT}:registry:ImageRegistry", name)
+            aws.ecr.Repository(
+                "ecr-web-app",
+                name="web",
+                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name="ecr-web")]),
+            )
+            aws.ecr.Repository("ecr-api", name="api", opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=self)]))
+
+    @pulumi.runtime.test
+    def program() -> None:
+        Holder("ecr")
+
+    program()
+    by_name = {r.name: r for r in monitor.registrations.values()}
+    assert by_name["ecr-web-app"].aliases == [
+        "urn:pulumi:dev::gitlab-buildkit-runner::gitlab-buildkit-runner:registry:ImageRegistry$aws:ecr/repository:Repository::ecr-web"
+    ]
+    # moved out of the component: the alias names the old parent
+    assert by_name["ecr-api"].aliases == [
+        "urn:pulumi:dev::gitlab-buildkit-runner::gitlab-buildkit-runner:registry:ImageRegistry$aws:ecr/repository:Repository::ecr-api"
+    ]
