@@ -45,7 +45,7 @@ def escape_for_tpl(text: str) -> str:
     """Make text survive Helm `tpl` unchanged: every `{{` becomes a template action printing `{{`.
 
     str.replace does not rescan its output, so the `{{` inside the replacement is not escaped again.
-    Ref: chart templates/configmap.yaml renders `runners.config` with `tpl`.
+    Ref: https://gitlab.com/gitlab-org/charts/gitlab-runner/-/blob/v0.86.0/templates/configmap.yaml (`tpl` of runners.config)
     """
     return text.replace("{{", '{{ "{{" }}')
 

@@ -17,8 +17,8 @@ from .runner_config import build_runner_config, render_toml
 
 RELEASE_NAME = "gitlab-runner"
 TOKEN_SECRET_NAME = "gitlab-runner-token"
-# Ref: chart templates/_helpers.tpl and deployment.yaml: the Deployment mounts both keys of
-# `runners.secret` by name; the registration token is deprecated and stays empty.
+# Ref: https://gitlab.com/gitlab-org/charts/gitlab-runner/-/blob/v0.86.0/templates/deployment.yaml (mounts both keys of
+# `runners.secret` by name); the registration token is deprecated and stays empty.
 RUNNER_TOKEN_KEY = "runner-token"
 REGISTRATION_TOKEN_KEY = "runner-registration-token"
 

@@ -27,7 +27,8 @@ ADMIN_POLICY_ARNS = (
     "arn:aws:iam::aws:policy/PowerUserAccess",
     "arn:aws:iam::aws:policy/IAMFullAccess",
 )
-# Actions whose only resource is "*" (account-level). Ref: AWS service authorization reference for ECR.
+# Actions whose only resource is "*" (account-level).
+# Ref: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html
 ACCOUNT_LEVEL_ACTIONS = frozenset({"ecr:getauthorizationtoken"})
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 CONTAINER_FIELDS = ("containers", "initContainers", "ephemeralContainers")
 APPARMOR_ANNOTATION_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
 
-# Ref: pod-security-admission check_capabilities_baseline.go
+# Ref: https://github.com/kubernetes/pod-security-admission/blob/master/policy/check_capabilities_baseline.go
 BASELINE_CAPABILITIES = frozenset(
     {
         "AUDIT_WRITE",
@@ -35,7 +35,7 @@ BASELINE_CAPABILITIES = frozenset(
         "SYS_CHROOT",
     }
 )
-# Ref: check_sysctls.go (v1.29+ set)
+# Ref: https://github.com/kubernetes/pod-security-admission/blob/master/policy/check_sysctls.go (v1.29+ set)
 SAFE_SYSCTLS = frozenset(
     {
         "kernel.shm_rmid_forced",
@@ -377,7 +377,8 @@ def violations(spec: Pod, meta: Pod, level: Level = "restricted") -> dict[str, l
     return result
 
 
-# Where each workload kind keeps its pod template. Ref: offline-verification.md "Policy-authoring gotchas".
+# Where each workload kind keeps its pod template.
+# Ref: https://kubernetes.io/docs/concepts/workloads/ (PodTemplateSpec at spec.template, CronJob at spec.jobTemplate.spec.template)
 POD_TEMPLATE_PATHS: dict[str, tuple[str, ...] | None] = {
     "kubernetes:core/v1:Pod": None,  # the resource is the pod
     "kubernetes:core/v1:PodTemplate": ("template",),
