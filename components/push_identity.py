@@ -70,8 +70,13 @@ class PushIdentity(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.user]),
             )
             # Two slots allow rotation without downtime: create the new one, switch activeAccessKey, drop the old.
+            # Children inherit `protect` from the component (prod protects it), and a protected key could
+            # never be dropped in step 3 of the rotation: keys are explicitly unprotected, the user and
+            # its policy stay protected. Ref: pulumi/pulumi sdk/python/lib/pulumi/resource.py
+            # (opts.protect = parent's protect when unset).
+            rotating = pulumi.ResourceOptions(parent=self, protect=False)
             for slot in creds.access_key_slots:
-                self.access_keys[slot] = aws.iam.AccessKey(f"{name}-{slot}", user=self.user.name, opts=child)
+                self.access_keys[slot] = aws.iam.AccessKey(f"{name}-{slot}", user=self.user.name, opts=rotating)
             active = self.access_keys[creds.active_access_key]
             self.access_key_id = active.id
             self.secret_access_key = pulumi.Output.secret(active.secret)

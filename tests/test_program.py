@@ -238,10 +238,30 @@ def test_prod_protects_stateful_aws_resources_only() -> None:
     raw = make_config(environment="prod", registry={"region": "eu-west-1", "applications": ["web"], "protect": True})
     run = run_program(raw, stack="prod")
     for reg in run.resources:
-        if reg.type.startswith("aws:") and not reg.type.startswith("pulumi:providers"):
+        if reg.type == "aws:iam/accessKey:AccessKey":
+            assert not reg.protect, reg.name  # rotating keys: see the next test
+        elif reg.type.startswith("aws:") and not reg.type.startswith("pulumi:providers"):
             assert reg.protect, reg.type
         if reg.type.startswith(("kubernetes:", "gitlab:")):
             assert not reg.protect, reg.type
+
+
+def test_prod_rotation_can_drop_the_old_key() -> None:
+    """Regression: keys inherited `protect` from PushIdentity, so rotation step 3 (drop blue) was refused.
+
+    Reads `protect` from the RegisterResource requests, i.e. as the engine receives it after the SDK's
+    inheritance from the parent component."""
+    registry = {"region": "eu-west-1", "applications": ["web"], "protect": True}
+    during = make_config(environment="prod", registry=registry, credentials={"accessKeySlots": ["blue", "green"], "activeAccessKey": "green"})
+    run = run_program(during, stack="prod")
+    protect = {(r.type.split(":")[-1], r.name): r.protect for r in run.resources if r.type.startswith("aws:iam")}
+    assert protect == {
+        ("Policy", "push-policy"): True,
+        ("User", "push-ci"): True,
+        ("UserPolicyAttachment", "push-policy"): True,
+        ("AccessKey", "push-blue"): False,
+        ("AccessKey", "push-green"): False,
+    }
 
 
 def test_network_isolation_can_be_turned_off() -> None:
