@@ -41,6 +41,10 @@ def manager_pod_security_context() -> dict[str, Any]:
     }
 
 
+def _quantities(*, cpu: str, memory: str, ephemeral: str | None) -> dict[str, str]:
+    return {"cpu": cpu, "memory": memory, **({"ephemeral-storage": ephemeral} if ephemeral else {})}
+
+
 def escape_for_tpl(text: str) -> str:
     """Make text survive Helm `tpl` unchanged: every `{{` becomes a template action printing `{{`.
 
@@ -86,8 +90,8 @@ def build_helm_values(
         "securityContext": manager_security_context(),
         "podSecurityContext": manager_pod_security_context(),
         "resources": {
-            "requests": {"cpu": res.cpu_request, "memory": res.memory_request},
-            "limits": {"cpu": res.cpu_limit, "memory": res.memory_limit},
+            "requests": _quantities(cpu=res.cpu_request, memory=res.memory_request, ephemeral=res.ephemeral_storage_request),
+            "limits": _quantities(cpu=res.cpu_limit, memory=res.memory_limit, ephemeral=res.ephemeral_storage_limit),
         },
         "metrics": {
             "enabled": runner.metrics_enabled,

@@ -43,19 +43,27 @@ def job_namespace_labels(job_security_mode: JobSecurityMode, pod_security_versio
 
 
 def job_limit_range_spec(runner: RunnerConfig) -> dict[str, Any]:
-    """Defaults for containers that set nothing, and maxima so one build cannot starve the node."""
-    build = runner.build_resources
+    """Maxima so one build cannot starve the node, and small defaults for a container nobody configured.
+
+    Every container the runner creates sets its own resources (runner_config.py); the defaults apply
+    to every container that sets none, init containers included, and the quota then counts them. So
+    they are the helper's values, not the build's: an unforeseen container gets little, and a pod
+    never counts twice the build's limits. A LimitRange without a `default` would use `max` instead.
+    Ref: https://kubernetes.io/docs/concepts/policy/limit-range/
+    """
+    build, helper = runner.build_resources, runner.helper_resources
     maximum = {
         "cpu": largest_quantity(build.cpu_limit, runner.cpu_limit_overwrite_max),
         "memory": largest_quantity(build.memory_limit, runner.memory_limit_overwrite_max),
     }
-    default = {"cpu": build.cpu_limit, "memory": build.memory_limit}
-    default_request = {"cpu": build.cpu_request, "memory": build.memory_request}
+    default = {"cpu": helper.cpu_limit, "memory": helper.memory_limit}
+    default_request = {"cpu": helper.cpu_request, "memory": helper.memory_request}
     if build.ephemeral_storage_limit:
         maximum["ephemeral-storage"] = build.ephemeral_storage_limit
-        default["ephemeral-storage"] = build.ephemeral_storage_limit
-    if build.ephemeral_storage_request:
-        default_request["ephemeral-storage"] = build.ephemeral_storage_request
+    if helper.ephemeral_storage_limit:
+        default["ephemeral-storage"] = helper.ephemeral_storage_limit
+    if helper.ephemeral_storage_request:
+        default_request["ephemeral-storage"] = helper.ephemeral_storage_request
     return {"limits": [{"type": "Container", "max": maximum, "default": default, "defaultRequest": default_request}]}
 
 

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict
 from .config import RunnerConfig
 
 BUILD_CONTAINER = "build"
+# allowed_services must never be empty: the runner reads an empty list as "any service". Image names
+# are lowercase, so this pattern admits none. Ref: https://gitlab.com/gitlab-org/gitlab-runner/-/blob/v18.9.0/common/allowed_images.go
+NO_SERVICES_SENTINEL = "NO-SERVICES-ALLOWED"
 BUILDKIT_UID = 1000  # the rootless image's `user`; only this UID has a subuid range
 BUILDKIT_STATE_DIR = "/home/user/.local/share/buildkit"
 APPARMOR_ANNOTATION = f"container.apparmor.security.beta.kubernetes.io/{BUILD_CONTAINER}"
@@ -66,6 +69,7 @@ class KubernetesExecutor(_Toml):
     namespace: str
     image: str
     allowed_images: list[str]
+    allowed_services: list[str]
     helper_image: str | None = None
     privileged: bool = False
     allow_privilege_escalation: bool | None = None
@@ -82,10 +86,14 @@ class KubernetesExecutor(_Toml):
     helper_cpu_limit: str
     helper_memory_request: str
     helper_memory_limit: str
+    helper_ephemeral_storage_request: str | None = None
+    helper_ephemeral_storage_limit: str | None = None
     service_cpu_request: str
     service_cpu_limit: str
     service_memory_request: str
     service_memory_limit: str
+    service_ephemeral_storage_request: str | None = None
+    service_ephemeral_storage_limit: str | None = None
     cpu_limit_overwrite_max_allowed: str | None = None
     memory_limit_overwrite_max_allowed: str | None = None
     node_selector: dict[str, str] = {}
@@ -94,6 +102,7 @@ class KubernetesExecutor(_Toml):
     build_container_security_context: ContainerSecurityContext
     helper_container_security_context: ContainerSecurityContext
     service_container_security_context: ContainerSecurityContext
+    init_permissions_container_security_context: ContainerSecurityContext
     volumes: Volumes
     pod_spec: list[PodSpecPatch] = []
 
@@ -150,6 +159,7 @@ def build_runner_config(
                     image=runner.job_image,
                     # Jobs may only pick these images: the relaxed build context below is for BuildKit.
                     allowed_images=list(runner.allowed_images),
+                    allowed_services=list(runner.allowed_services) or [NO_SERVICES_SENTINEL],
                     helper_image=runner.helper_image,
                     privileged=False,
                     service_account=job_service_account,
@@ -165,15 +175,29 @@ def build_runner_config(
                     helper_cpu_limit=helper.cpu_limit,
                     helper_memory_request=helper.memory_request,
                     helper_memory_limit=helper.memory_limit,
+                    helper_ephemeral_storage_request=helper.ephemeral_storage_request,
+                    helper_ephemeral_storage_limit=helper.ephemeral_storage_limit,
+                    # Every container the executor creates gets explicit resources: one without them
+                    # would get the job LimitRange's defaults and count against the quota with those.
+                    # The init-permissions container takes the helper's (executors/kubernetes
+                    # initContainerResources); services get the helper's values too.
                     service_cpu_request=helper.cpu_request,
                     service_cpu_limit=helper.cpu_limit,
                     service_memory_request=helper.memory_request,
                     service_memory_limit=helper.memory_limit,
+                    service_ephemeral_storage_request=helper.ephemeral_storage_request,
+                    service_ephemeral_storage_limit=helper.ephemeral_storage_limit,
                     cpu_limit_overwrite_max_allowed=runner.cpu_limit_overwrite_max,
                     memory_limit_overwrite_max_allowed=runner.memory_limit_overwrite_max,
                     node_selector=dict(runner.node_selector),
                     pod_annotations=annotations,
                     pod_security_context=PodSecurityContext(fs_group=BUILDKIT_UID),
+                    # The init-permissions container (helper image) only touches and chmods the log file.
+                    init_permissions_container_security_context=ContainerSecurityContext(
+                        privileged=False,
+                        allow_privilege_escalation=False,
+                        capabilities=Capabilities(drop=["NET_RAW"]),
+                    ),
                     # rootlesskit calls setuid newuidmap: escalation must stay allowed and SETUID/SETGID
                     # must stay in the bounding set, so no drop ALL here (moby/buildkit#1671).
                     build_container_security_context=ContainerSecurityContext(

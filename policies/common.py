@@ -80,7 +80,13 @@ def stack_policy(
     remediation: str,
     validate: Callable[[StackValidationArgs, ReportViolation], None],
     level: EnforcementLevel = MANDATORY,
+    config_schema: PolicyConfigSchema | None = None,
 ) -> StackValidationPolicy:
     return StackValidationPolicy(
-        name=name, description=description, validate=fail_closed(validate), enforcement_level=level, remediation_steps=remediation
+        name=name,
+        description=description,
+        validate=fail_closed(validate),
+        enforcement_level=level,
+        remediation_steps=remediation,
+        config_schema=config_schema,
     )

@@ -10,8 +10,8 @@ Ref: https://docs.gitlab.com/runner/executors/kubernetes/ (config.toml keys)
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,8 +39,36 @@ UNSAFE_OVERWRITES = (
 
 
 @dataclass(frozen=True)
+class ImageClass:
+    """The images an exception holds for: `repository` from Docker Hub (bare or `docker.io/`) or from a
+    mirror the policy config trusts, with `tag_marker` in the tag.
+
+    Read as the runner reads `allowed_images` (doublestar patterns): a pattern is admitted only when
+    every image it can match is in the class, so no wildcard may stand before the tag ('*/moby/buildkit'
+    would match 'evil.example/moby/buildkit'), and alternation or character classes are refused.
+    """
+
+    name: str
+    repository: str
+    tag_marker: str
+
+    def admits(self, image_or_pattern: str, trusted_mirrors: Iterable[str] = ()) -> bool:
+        prefix, sep, tag = image_or_pattern.partition(f"{self.repository}:")
+        if not sep or not _TAG_PATTERN.fullmatch(tag) or self.tag_marker not in tag or "**" in tag:
+            return False
+        registry = prefix.removesuffix("/")
+        if prefix and not prefix.endswith("/"):
+            return False  # e.g. 'evilmoby/buildkit:...'
+        return registry in DOCKER_HUB or registry in set(trusted_mirrors)
+
+
+_TAG_PATTERN = re.compile(r"[A-Za-z0-9_.*-]+")
+DOCKER_HUB = ("", "docker.io")
+
+
+@dataclass(frozen=True)
 class RunnerException:
-    """One allowed relaxation: `relaxation` on `container` when the runner's image matches `images`.
+    """One allowed relaxation: `relaxation` on `container` when every image a job can run is in `images`.
 
     `namespaces_from` = "acknowledged-unconfined" limits it to job namespaces the stack labelled
     with the acknowledged unconfined mode; None means any namespace.
@@ -48,12 +76,12 @@ class RunnerException:
 
     name: str
     container: str
-    images: tuple[str, ...]
+    images: ImageClass
     relaxation: str
     namespaces_from: str | None = None
 
 
-ROOTLESS_BUILDKIT = ("moby/buildkit:*rootless*", "*/moby/buildkit:*rootless*")  # Docker Hub or a mirror
+ROOTLESS_BUILDKIT = ImageClass("rootless BuildKit", "moby/buildkit", "rootless")
 RUNNER_EXCEPTIONS: tuple[RunnerException, ...] = (
     # rootlesskit calls setuid newuidmap/newgidmap: no_new_privs breaks it (moby/buildkit#1671).
     RunnerException("buildkit-escalation", "build", ROOTLESS_BUILDKIT, "allow_privilege_escalation"),
@@ -68,20 +96,26 @@ def job_images(kube: Mapping[str, Any]) -> list[str]:
     """Every image a job on this runner can run: the default plus `allowed_images` (no list = any image).
 
     The build container's security context applies to whatever image a job picks, so an exception
-    holds only when all of them are covered. An allowed pattern is read as a string and must itself
-    fit an exception pattern ('moby/buildkit:*rootless*' does; '*', '**' or 'moby/buildkit:*' do not).
+    holds only when all of them are covered. An allowed pattern must itself fit the exception's image
+    class ('moby/buildkit:*rootless*' does; '*', '**', 'moby/buildkit:*' or '*/moby/buildkit:*rootless*' do not).
     """
     allowed = list(kube.get("allowed_images") or ["**"])
     return [str(kube.get("image", "")), *map(str, allowed)]
 
 
 def exception_for(
-    relaxation: str, container: str, images: Iterable[str], namespace: str, unconfined_namespaces: Iterable[str]
+    relaxation: str,
+    container: str,
+    images: Iterable[str],
+    namespace: str,
+    unconfined_namespaces: Iterable[str],
+    trusted_mirrors: Iterable[str] = (),
 ) -> RunnerException | None:
+    mirrors = list(trusted_mirrors)
     for exc in RUNNER_EXCEPTIONS:
         if exc.relaxation != relaxation or exc.container != container:
             continue
-        if not all(any(fnmatch.fnmatchcase(image, pattern) for pattern in exc.images) for image in images):
+        if not all(exc.images.admits(image, mirrors) for image in images):
             continue
         if exc.namespaces_from == "acknowledged-unconfined" and namespace not in set(unconfined_namespaces):
             continue
@@ -97,9 +131,13 @@ def _kube_sections(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
     return [(f"runners[{i}]", r.get("kubernetes") or {}) for i, r in enumerate(config.get("runners") or [])]
 
 
-def runner_config_problems(config: Mapping[str, Any], unconfined_namespaces: Iterable[str] = ()) -> dict[str, list[str]]:
-    """{policy name: messages} for a parsed config.toml."""
+def runner_config_problems(
+    config: Mapping[str, Any], unconfined_namespaces: Iterable[str] = (), trusted_mirrors: Iterable[str] = ()
+) -> dict[str, list[str]]:
+    """{policy name: messages} for a parsed config.toml. `trusted_mirrors`: registries (policy config
+    `trustedBuildkitMirrors`) whose moby/buildkit images count as rootless BuildKit, besides Docker Hub."""
     problems: dict[str, list[str]] = {}
+    trusted_mirrors = [str(m) for m in trusted_mirrors]
 
     def add(policy: str, message: str) -> None:
         problems.setdefault(policy, []).append(message)
@@ -110,7 +148,7 @@ def runner_config_problems(config: Mapping[str, Any], unconfined_namespaces: Ite
         namespace = str(kube.get("namespace", ""))
 
         def allowed(relaxation: str, container: str) -> bool:
-            return exception_for(relaxation, container, images, namespace, unconfined_namespaces) is not None
+            return exception_for(relaxation, container, images, namespace, unconfined_namespaces, trusted_mirrors) is not None
 
         if kube.get("privileged") is True:
             add("gitlab-runner-privileged", f"{where}.kubernetes.privileged = true")
@@ -136,7 +174,7 @@ def runner_config_problems(config: Mapping[str, Any], unconfined_namespaces: Ite
                     "gitlab-runner-buildkit-needs",
                     f"{where}.kubernetes.{key} drops ALL: rootless BuildKit loses SETUID/SETGID (newuidmap fails)",
                 )
-            if container == "build" and escalation is False and image.startswith("moby/buildkit"):
+            if container == "build" and escalation is False and ROOTLESS_BUILDKIT.admits(image, trusted_mirrors):
                 add(
                     "gitlab-runner-buildkit-needs",
                     f"{where}.kubernetes.{key}.allow_privilege_escalation = false breaks rootlesskit (newuidmap: Could not set caps)",

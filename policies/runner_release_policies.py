@@ -7,7 +7,7 @@ from typing import Any
 
 from common import ADVISORY, resource_policy, stack_policy, to_plain_data
 from marks import JOB_SECURITY_MODE_ANNOTATION, PSA_ENFORCE
-from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
+from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, StackValidationArgs
 from runner_config_checks import manager_context_problems, parse_runner_config, runner_config_problems
 
 RELEASE_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
@@ -29,6 +29,25 @@ RUNNER_POLICIES = {
     ),
     "gitlab-runner-host-volumes": ("Job pods must not mount host paths.", "Remove [[runners.kubernetes.volumes.host_path]]."),
 }
+
+
+# The policies that grant rootless BuildKit its exceptions accept images from Docker Hub, and from the
+# registries listed here (exact prefixes such as 'registry.example.com/mirror', no wildcards).
+MIRRORS_KEY = "trustedBuildkitMirrors"
+MIRRORS_SCHEMA = PolicyConfigSchema(
+    properties={
+        MIRRORS_KEY: {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"},
+            "default": [],
+        }
+    }
+)
+EXCEPTION_POLICIES = ("gitlab-runner-privilege-escalation", "gitlab-runner-buildkit-needs", "gitlab-runner-unconfined-profiles")
+
+
+def trusted_mirrors(args: ResourceValidationArgs | StackValidationArgs) -> list[str]:
+    return [str(m) for m in (args.get_config() or {}).get(MIRRORS_KEY, [])]
 
 
 def is_runner_release(resource_type: str, props: Mapping[str, Any]) -> bool:
@@ -59,10 +78,11 @@ def _config_policy(name: str, description: str, remediation: str):
         config = checked_runner_config(args.props, report_violation)
         if config is None:
             return
-        for message in runner_config_problems(config).get(name, []):
+        mirrors = trusted_mirrors(args) if name in EXCEPTION_POLICIES else []
+        for message in runner_config_problems(config, (), mirrors).get(name, []):
             report_violation(message, None)
 
-    return resource_policy(name, description, remediation, validate)
+    return resource_policy(name, description, remediation, validate, config_schema=MIRRORS_SCHEMA if name in EXCEPTION_POLICIES else None)
 
 
 def _manager_context(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -80,7 +100,8 @@ def _buildkit_needs(args: ResourceValidationArgs, report_violation: ReportViolat
     if not is_runner_release(args.resource_type, args.props):
         return
     config = checked_runner_config(args.props, report_violation)
-    for message in runner_config_problems(config).get("gitlab-runner-buildkit-needs", []) if config is not None else []:
+    problems = runner_config_problems(config, (), trusted_mirrors(args)) if config is not None else {}
+    for message in problems.get("gitlab-runner-buildkit-needs", []):
         report_violation(message, None)
 
 
@@ -105,7 +126,8 @@ def _unconfined_profiles(args: StackValidationArgs, report_violation: ReportViol
     allowed = acknowledged_unconfined_namespaces(args)
     for release in _releases(args):
         config = checked_runner_config(release.props, report_violation, release.urn)
-        for message in runner_config_problems(config, allowed).get(UNCONFINED_POLICY, []) if config is not None else []:
+        problems = runner_config_problems(config, allowed, trusted_mirrors(args)) if config is not None else {}
+        for message in problems.get(UNCONFINED_POLICY, []):
             report_violation(message, release.urn)
 
 
@@ -126,6 +148,7 @@ def policies() -> list:
             "Keep allow_privilege_escalation unset/true and do not drop ALL on the build container.",
             _buildkit_needs,
             ADVISORY,
+            config_schema=MIRRORS_SCHEMA,
         )
     )
     result.append(
@@ -134,6 +157,7 @@ def policies() -> list:
             "Unconfined seccomp/AppArmor on job containers only for the BuildKit build container in a job namespace acknowledged for the 'unconfined' mode.",
             "Use jobSecurityMode 'baseline', or set jobSecurityMode 'unconfined' with acknowledgeUnconfined: true.",
             _unconfined_profiles,
+            config_schema=MIRRORS_SCHEMA,
         )
     )
     return result

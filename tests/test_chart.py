@@ -142,3 +142,21 @@ def test_rendered_objects_pass_strict_schema_validation(stack_run: ProgramRun) -
 
     for obj in rendered(stack_run).objects:
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
+
+
+def test_concurrent_job_pods_fit_the_quota_as_rendered(stack_run: ProgramRun) -> None:
+    """Cross-check of the config rule against what the runner will read: each job pod counts its build
+    and helper limits (init-permissions takes the helper's), and `concurrent` of them fit the quota."""
+    from components.config import parse_quantity
+
+    chart = rendered(stack_run)
+    kube = tomllib.loads(chart.config_template_toml())["runners"][0]["kubernetes"]
+    concurrent = tomllib.loads(chart.global_config_toml())["concurrent"]
+    quotas = stack_run.of_type("kubernetes:core/v1:ResourceQuota")
+    if not quotas:
+        pytest.skip(f"{stack_run.stack} sets no job quota")
+    hard = quotas[0].inputs["spec"]["hard"]
+    assert int(hard["pods"]) >= concurrent
+    for resource, key in (("cpu", "cpu_limit"), ("memory", "memory_limit"), ("ephemeral-storage", "ephemeral_storage_limit")):
+        pod = parse_quantity(kube[key]) + parse_quantity(kube[f"helper_{key}"])
+        assert pod * concurrent <= parse_quantity(hard[f"limits.{resource}"]), resource

@@ -151,7 +151,7 @@ def test_config_is_frozen() -> None:
             {"network": {"apiServerCidrs": ["kubernetes.default"]}},
             r"apiServerCidrs\.0 = \"kubernetes.default\": must be an IPv4 or IPv6 CIDR",
         ),
-        ({"network": {"jobEgressCidrs": []}}, r"jobEgressCidrs is empty"),
+        ({"network": {"jobEgressCidrs": []}}, r"network\.jobEgressCidrs = \[\]: is empty"),
         ({"network": {"apiServerPort": 0}}, r"network\.apiServerPort = 0: Input should be greater than or equal to 1"),
         ({"network": {"dnsNamespace": "Kube System"}}, r"network\.dnsNamespace = \"Kube System\": must be a DNS label"),
         ({"network": {"metricsNamespace": "-x"}}, r"network\.metricsNamespace = \"-x\": must be a DNS label"),
@@ -276,12 +276,12 @@ def test_config_is_frozen() -> None:
         ({"credentials": {"accessKeySlots": ["red"]}}, r"credentials\.accessKeySlots\.0 = \"red\": Input should be 'blue' or 'green'"),
         ({"runner": {"scope": SCOPE, "allowedImages": []}}, r"runner\.allowedImages = \[\]: List should have at least 1 item"),
         (
-            {"runner": {"scope": SCOPE, "allowedImages": ["docker:*"]}},
-            r"jobImage 'moby/buildkit:v0\.25\.1-rootless' is not matched by allowedImages \['docker:\*'\]",
+            {"runner": {"scope": SCOPE, "allowedImages": ["moby/buildkit:v0.24*-rootless"]}},
+            r"jobImage 'moby/buildkit:v0\.25\.1-rootless' is not matched by allowedImages \['moby/buildkit:v0\.24\*-rootless'\]",
         ),
         (
             {"runner": {"scope": SCOPE, "allowedImages": ["Moby Buildkit"]}},
-            r"runner\.allowedImages\.0 = \"Moby Buildkit\": must be an image pattern",
+            r"runner\.allowedImages\.0 = \"Moby Buildkit\": must be a rootless BuildKit image pattern from one named registry",
         ),
     ],
 )
@@ -317,11 +317,10 @@ def test_missing_required_top_level_keys_are_all_reported() -> None:
             {
                 "runner": {
                     "scope": {"type": "project_type", "projectId": 1},
-                    "jobImage": "moby/buildkit",
-                    "allowedImages": ["moby/buildkit*"],
+                    "jobImage": "docker.io/moby/buildkit:master-rootless",
                 }
             },
-            "runner.jobImage 'moby/buildkit' must be pinned",
+            "runner.jobImage 'docker.io/moby/buildkit:master-rootless' must be pinned",
         ),
         (
             {"registry": {"region": "eu-west-1", "applications": ["web"], "protect": True, "imageTagMutability": "MUTABLE"}},
@@ -406,3 +405,180 @@ def test_oidc_issuer_must_not_have_a_port() -> None:
     assert "gitlab.url 'https://gitlab.example.com:8443' has a port" in error_of(raw)
     raw["credentials"] = {"mode": "access-key"}
     assert parse_config(raw).gitlab.url == "https://gitlab.example.com:8443"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "*/moby/buildkit:*rootless*",  # any registry: would admit evil.example/moby/buildkit
+        "**/moby/buildkit:*rootless*",
+        "*.example.com/moby/buildkit:*rootless*",
+        "moby/buildkit:*",  # rootful BuildKit
+        "moby/buildkit:**rootless**",
+        "moby/buildkit:{v0.25.1,latest}-rootless",  # doublestar alternation
+        "moby/*:*rootless*",
+        "evil/buildkit:*rootless*",
+        "moby/buildkit-rootless:v1",
+        "docker:27-dind",
+        "moby/buildkit:*rootless*\n",
+    ],
+)
+def test_allowed_images_are_rootless_buildkit_from_a_named_registry(pattern: str) -> None:
+    message = error_of(make_config(runner={"scope": SCOPE, "allowedImages": ["moby/buildkit:*rootless*", pattern]}))
+    assert "runner.allowedImages.1 = " in message
+    assert "must be a rootless BuildKit image pattern from one named registry" in message
+
+
+def test_docker_hub_spellings_and_a_named_mirror_are_allowed() -> None:
+    cfg = parse_config(make_config(runner={"scope": SCOPE, "jobImage": "docker.io/moby/buildkit:v0.25.1-rootless"}))
+    assert cfg.runner.allowed_images == ["moby/buildkit:*rootless*", "docker.io/moby/buildkit:*rootless*"]
+    mirror = "registry.example.com:5000/mirror/moby/buildkit"
+    cfg = parse_config(
+        make_config(runner={"scope": SCOPE, "jobImage": f"{mirror}:v0.25.1-rootless", "allowedImages": [f"{mirror}:*rootless*"]})
+    )
+    assert cfg.runner.allowed_images == [f"{mirror}:*rootless*"]
+
+
+QUOTA_RUNNER = {"scope": SCOPE, "concurrent": 4}
+
+
+@pytest.mark.parametrize(
+    ("quota", "runner", "expected"),
+    [
+        (
+            {"cpu": "16"},
+            QUOTA_RUNNER,
+            'kubernetes.jobQuota.cpu = "16": runner.concurrent (4) x per-pod limit 4.5 (build 4 + 1 x helper 500m) = 18 '
+            "exceeds it; raise kubernetes.jobQuota.cpu to at least 18 or lower runner.concurrent to 3",
+        ),
+        (
+            {"cpu": "100", "memory": "32Gi"},
+            QUOTA_RUNNER,
+            'kubernetes.jobQuota.memory = "32Gi": runner.concurrent (4) x per-pod limit 8.25Gi (build 8Gi + 1 x helper 256Mi) = 33Gi',
+        ),
+        (
+            {"cpu": "100", "ephemeralStorage": "160Gi"},
+            QUOTA_RUNNER,
+            'kubernetes.jobQuota.ephemeralStorage = "160Gi": runner.concurrent (4) x per-pod limit 41Gi (build 40Gi + 1 x helper 1Gi) = 164Gi',
+        ),
+        ({"pods": 3}, QUOTA_RUNNER, "kubernetes.jobQuota.pods = 3: is below runner.concurrent (4)"),
+        # a job may raise its CPU limit up to the overwrite maximum: the quota must hold that too
+        (
+            {"cpu": "20"},
+            {**QUOTA_RUNNER, "cpuLimitOverwriteMax": "8"},
+            "runner.concurrent (4) x per-pod limit 8.5 (build 8 + 1 x helper 500m) = 34",
+        ),
+        # with services allowed, a pod may carry one more helper-sized container
+        ({"cpu": "18"}, {**QUOTA_RUNNER, "allowedServices": ["postgres:*"]}, "per-pod limit 5 (build 4 + 2 x helper 500m) = 20"),
+    ],
+)
+def test_job_quota_must_fit_concurrent_pods(quota: dict, runner: dict, expected: str) -> None:
+    """Regression: the quota admitted fewer job pods than runner.concurrent; the jobs over it failed."""
+    message = error_of(make_config(kubernetes={"jobQuota": quota}, runner=runner))
+    assert expected in message, message
+
+
+def test_job_quota_that_fits_is_accepted() -> None:
+    cfg = parse_config(make_config(kubernetes={"jobQuota": {"cpu": "18", "memory": "33Gi", "pods": 4}}, runner=QUOTA_RUNNER))
+    assert cfg.kubernetes.job_quota is not None
+
+
+def test_helper_must_limit_ephemeral_storage_when_the_build_does() -> None:
+    helper = {"cpuRequest": "100m", "cpuLimit": "500m", "memoryRequest": "128Mi", "memoryLimit": "256Mi"}
+    message = error_of(make_config(runner={"scope": SCOPE, "helperResources": helper}))
+    assert "runner.helperResources.ephemeralStorageRequest = null: must be set because buildResources.ephemeralStorageRequest is" in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"registry": {"region": "eu-west-1", "applications": ["web\n"]}}, "registry.applications.0"),
+        ({"registry": {"region": "eu-west-1\n", "applications": ["web"]}}, "registry.region"),
+        ({"registry": {"region": "eu-west-1", "applications": ["web"], "repositoryPrefix": "acme\n"}}, "registry.repositoryPrefix"),
+        ({"kubernetes": {"jobNamespace": "jobs\n"}}, "kubernetes.jobNamespace"),
+        ({"kubernetes": {"podSecurityVersion": "v1.33\n"}}, "kubernetes.podSecurityVersion"),
+        ({"runner": {"scope": SCOPE, "chartVersion": "0.86.0\n"}}, "runner.chartVersion"),
+        ({"runner": {"scope": SCOPE, "tags": ["buildkit\n"]}}, "runner.tags.0"),
+        ({"runner": {"scope": SCOPE, "jobImage": "moby/buildkit:v0.25.1-rootless\n"}}, "runner.jobImage"),
+        ({"runner": {"scope": SCOPE, "nodeSelector": {"kubernetes.io/arch\n": "amd64"}}}, "runner.nodeSelector"),
+        ({"gitlab": {"url": "https://gitlab.example.com\n", "variablesProject": "acme/apps"}}, "gitlab.url"),
+        ({"gitlab": {"url": "https://gitlab.example.com", "variablesProject": "acme/apps\n"}}, "gitlab.variablesProject"),
+        (
+            {
+                "registry": {
+                    "region": "eu-west-1",
+                    "applications": ["web"],
+                    "encryption": "KMS",
+                    "kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/k\n",
+                }
+            },
+            "registry.kmsKeyArn",
+        ),
+    ],
+)
+def test_a_trailing_newline_is_refused(overrides: dict, key: str) -> None:
+    """Regression: patterns ended in `$`, which also matches before a final newline."""
+    assert f"gitlab-buildkit-runner:{key}" in error_of(make_config(**overrides))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://charts.gitlab.io@evil.example",  # the host is evil.example
+        "https://user:password@charts.gitlab.io",
+        "https://charts.gitlab.io/?next=https://evil.example",
+        "https://charts.gitlab.io/#x",
+        "https://charts gitlab.io",
+        "https://charts.gitlab.io\n",
+        "https://:443/charts",
+        "https://charts.gitlab.io:99999",
+        "http://charts.gitlab.io",
+        "HTTPS://charts.gitlab.io",
+    ],
+)
+def test_chart_repository_must_name_its_host_plainly(url: str) -> None:
+    message = error_of(make_config(runner={"scope": SCOPE, "chartRepository": url}))
+    assert "runner.chartRepository = " in message and "must be an https:// URL of a Helm repository" in message
+
+
+@pytest.mark.parametrize("url", ["https://charts.gitlab.io", "https://nexus.example.com:8443/repository/helm-proxy"])
+def test_chart_repository_accepts_plain_https_urls(url: str) -> None:
+    assert parse_config(make_config(runner={"scope": SCOPE, "chartRepository": url})).runner.chart_repository == url
+
+
+@pytest.mark.parametrize(
+    ("key", "fragment"),
+    [("gitlabCidrs", "the runner manager could not reach GitLab"), ("privateCidrs", "could reach every cluster and VPC address")],
+)
+def test_empty_network_lists_are_refused_with_the_reason(key: str, fragment: str) -> None:
+    message = error_of(make_config(network={key: []}))
+    assert f"gitlab-buildkit-runner:network.{key} = []: is empty: " in message and fragment in message
+    assert parse_config(make_config(network={key: [], "enabled": False})).network.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "secret"),
+    [
+        ({"runner": {"scope": SCOPE, "tags": ["glpat-AbCdEfGhIjKlMnOpQrSt x"]}}, "glpat-AbCdEfGhIjKlMnOpQrSt"),
+        ({"runner": {"scope": SCOPE, "description": "glrt-0123456789abcdefghij " + "x" * 300}}, "glrt-0123456789abcdefghij"),
+        ({"registry": {"region": "eu-west-1", "applications": ["web"], "kmsKeyArn": "AKIAIOSFODNN7EXAMPLE"}}, "AKIAIOSFODNN7EXAMPLE"),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["web"], "repositoryPrefix": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}},
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+    ],
+)
+def test_config_errors_never_echo_values_that_look_like_credentials(overrides: dict, secret: str) -> None:
+    message = error_of(make_config(**overrides))
+    assert secret not in message and "[secret]" in message
+
+
+def test_config_errors_never_echo_values_of_secret_keys() -> None:
+    raw = make_config(runner={"scope": SCOPE, "description": "my-internal-name " + "x" * 300})
+    message = ""
+    try:
+        parse_config(raw, secret_keys=["runner"])
+    except ConfigError as exc:
+        message = str(exc)
+    assert "gitlab-buildkit-runner:runner.description = [secret]: String should have at most 255 characters" in message
+    assert "my-internal-name" not in message

@@ -77,15 +77,19 @@ def test_limit_range_defaults_and_maxima() -> None:
     spec = job_limit_range_spec(cfg(runner={"scope": SCOPE, "cpuLimitOverwriteMax": "8", "memoryLimitOverwriteMax": "4Gi"}).runner)
     (limit,) = spec["limits"]
     assert limit["type"] == "Container"
-    assert limit["default"] == {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "40Gi"}
-    assert limit["defaultRequest"] == {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "10Gi"}
+    # Defaults are the helper's: every container the runner creates sets its own, and a container that
+    # sets none (init containers included) must not count the build's limits against the quota.
+    assert limit["default"] == {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "1Gi"}
+    assert limit["defaultRequest"] == {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "100Mi"}
     # the larger of the build limit and the overwrite maximum: 8 CPUs, but 8Gi > 4Gi memory
     assert limit["max"] == {"cpu": "8", "memory": "8Gi", "ephemeral-storage": "40Gi"}
 
 
 def test_quota_only_when_configured() -> None:
     assert job_quota_spec(cfg().kubernetes.job_quota) is None
-    quota = job_quota_spec(cfg(kubernetes={"jobQuota": {"cpu": "10", "pods": 5}}).kubernetes.job_quota)
+    quota = job_quota_spec(
+        cfg(kubernetes={"jobQuota": {"cpu": "10", "pods": 5}}, runner={"scope": SCOPE, "concurrent": 2}).kubernetes.job_quota
+    )
     assert quota == {"hard": {"limits.cpu": "10", "limits.memory": "64Gi", "limits.ephemeral-storage": "200Gi", "pods": "5"}}
 
 
@@ -119,7 +123,7 @@ def test_allowed_range_inside_an_excluded_range_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"network.jobEgressCidrs = \"10.1.0.0/16\": lies inside the always-excluded range 10.0.0.0/8"):
         cfg(network={"jobEgressCidrs": ["10.1.0.0/16"]})
     with pytest.raises(ConfigError, match=r"169.254.169.254/32"):
-        cfg(network={"jobEgressCidrs": ["169.254.169.254/32"], "privateCidrs": []})
+        cfg(network={"jobEgressCidrs": ["169.254.169.254/32"], "privateCidrs": ["10.0.0.0/8"]})
 
 
 def test_manager_network_policies_exact() -> None:
@@ -156,7 +160,11 @@ def test_manager_ingress_denied_without_metrics_namespace() -> None:
 def test_generated_documents_pass_strict_schema_validation() -> None:
     import kubernetes_validate
 
-    config = cfg(network={"apiServerCidrs": ["10.20.0.0/16"], "metricsNamespace": "monitoring"}, kubernetes={"jobQuota": {"pods": 5}})
+    config = cfg(
+        network={"apiServerCidrs": ["10.20.0.0/16"], "metricsNamespace": "monitoring"},
+        kubernetes={"jobQuota": {"pods": 5}},
+        runner={"scope": SCOPE, "concurrent": 2},
+    )
     documents = [
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": "ns"}, "spec": spec}
         for name, spec in {**job_network_policies(config.network), **manager_network_policies(config.network, metrics_enabled=True)}.items()

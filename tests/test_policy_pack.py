@@ -442,14 +442,65 @@ def test_escalation_exception_needs_allowed_images_limited_to_rootless_buildkit(
     assert mandatory(pack, changed) == ["gitlab-runner-privilege-escalation"], label
 
 
-def test_mirrored_rootless_buildkit_keeps_the_exception(pack: PolicyPack, dev_resources: list[ResourceInput]) -> None:
-    mirror = "registry.example.com/mirror/moby/buildkit"
+MIRROR = "registry.example.com/mirror"
 
+
+def _only_allowed(image: str, patterns: list[str]) -> Callable[[dict[str, Any]], None]:
     def edit(text: str) -> str:
-        text = text.replace('image = "moby/buildkit:v0.25.1-rootless"', f'image = "{mirror}:v0.25.1-rootless"')
-        return re.sub(r"allowed_images = \[[^\]]*\]", f'allowed_images = ["{mirror}:*rootless*"]', text)
+        text = text.replace('image = "moby/buildkit:v0.25.1-rootless"', f'image = "{image}"')
+        return re.sub(r"allowed_images = \[[^\]]*\]", "allowed_images = " + json.dumps(patterns), text)
 
-    assert mandatory(pack, replace(dev_resources, RELEASE, runner_toml_edit(edit))) == []
+    return runner_toml_edit(edit)
+
+
+@pytest.fixture(scope="module")
+def pack_trusting_mirror() -> Iterator[PolicyPack]:
+    with PolicyPack() as running:
+        levels = running.policy_levels()
+        config: dict[str, Any] = dict(levels)
+        for name in ("gitlab-runner-privilege-escalation", "gitlab-runner-buildkit-needs", "gitlab-runner-unconfined-profiles"):
+            config[name] = {"enforcementLevel": levels[name], "trustedBuildkitMirrors": [MIRROR]}
+        running.configure(config)
+        yield running
+
+
+def test_mirrored_rootless_buildkit_keeps_the_exception_when_the_pack_trusts_the_mirror(
+    pack: PolicyPack, pack_trusting_mirror: PolicyPack, dev_resources: list[ResourceInput]
+) -> None:
+    mirrored = replace(
+        dev_resources, RELEASE, _only_allowed(f"{MIRROR}/moby/buildkit:v0.25.1-rootless", [f"{MIRROR}/moby/buildkit:*rootless*"])
+    )
+    assert mandatory(pack_trusting_mirror, mirrored) == []
+    # The default pack trusts Docker Hub only: a mirror is the platform team's explicit choice.
+    assert mandatory(pack, mirrored) == ["gitlab-runner-privilege-escalation"]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "*/moby/buildkit:*rootless*",  # matches evil.example/moby/buildkit in the runner's doublestar
+        "**/moby/buildkit:*rootless*",
+        "evil.example/moby/buildkit:*rootless*",
+        f"{MIRROR}/evil/moby/buildkit:*rootless*",  # a path below the trusted mirror is not the mirror
+        "registry.example.com/mirror*/moby/buildkit:*rootless*",
+        "evilmoby/buildkit:*rootless*",
+        "moby/buildkit:{v0.25.1-rootless,v0.25.1}",
+        "moby/buildkit:[a-z]*rootless*",
+        "moby/buildkit:*",
+        "moby/buildkit:**rootless**",
+    ],
+)
+def test_escalation_exception_refuses_patterns_wider_than_the_trusted_registries(
+    pack_trusting_mirror: PolicyPack, dev_resources: list[ResourceInput], pattern: str
+) -> None:
+    changed = replace(dev_resources, RELEASE, _only_allowed("moby/buildkit:v0.25.1-rootless", ["moby/buildkit:*rootless*", pattern]))
+    assert mandatory(pack_trusting_mirror, changed) == ["gitlab-runner-privilege-escalation"], pattern
+
+
+@pytest.mark.parametrize("image", ["moby/buildkit:v0.25.1-rootless", "docker.io/moby/buildkit:v0.25.1-rootless"])
+def test_docker_hub_spellings_keep_the_exception(pack: PolicyPack, dev_resources: list[ResourceInput], image: str) -> None:
+    patterns = ["moby/buildkit:*rootless*", "docker.io/moby/buildkit:*rootless*"]
+    assert mandatory(pack, replace(dev_resources, RELEASE, _only_allowed(image, patterns))) == []
 
 
 def test_buildkit_needs_are_advisory(pack: PolicyPack, dev_resources: list[ResourceInput]) -> None:

@@ -252,7 +252,9 @@ def test_prod_rotation_can_drop_the_old_key() -> None:
     Reads `protect` from the RegisterResource requests, i.e. as the engine receives it after the SDK's
     inheritance from the parent component."""
     registry = {"region": "eu-west-1", "applications": ["web"], "protect": True}
-    during = make_config(environment="prod", registry=registry, credentials={"accessKeySlots": ["blue", "green"], "activeAccessKey": "green"})
+    during = make_config(
+        environment="prod", registry=registry, credentials={"accessKeySlots": ["blue", "green"], "activeAccessKey": "green"}
+    )
     run = run_program(during, stack="prod")
     protect = {(r.type.split(":")[-1], r.name): r.protect for r in run.resources if r.type.startswith("aws:iam")}
     assert protect == {
@@ -353,4 +355,24 @@ def test_prod_stack_cannot_run_with_dev_rules() -> None:
     monitor = RecordingMonitor(StackMocks("eu-west-1"))
     with pytest.raises(ConfigError, match=r"stack 'prod' must declare environment 'prod'"):
         run_program(make_config(), stack="prod", monitor=monitor)
+    assert monitor.registrations == {}
+
+
+def test_egress_range_inside_an_excluded_range_registers_nothing() -> None:
+    """Regression: the check ran in a builder, after 13 resources had been registered."""
+    monitor = RecordingMonitor(StackMocks("eu-west-1"))
+    with pytest.raises(ConfigError, match=r"network\.jobEgressCidrs = \"10\.1\.0\.0/16\": lies inside"):
+        run_program(make_config(network={"jobEgressCidrs": ["10.1.0.0/16"]}), monitor=monitor)
+    assert monitor.registrations == {}
+
+
+def test_a_secret_config_value_is_never_echoed_in_an_error() -> None:
+    """`pulumi config set --secret runner ...`: the engine marks the key secret; its values stay out of errors."""
+    runner = {"scope": {"type": "project_type", "projectId": 1}, "description": "internal-codename-" + "x" * 300}
+    monitor = RecordingMonitor(StackMocks("eu-west-1"))
+    raw = {k: v for k, v in make_config().items() if k != "runner"}
+    with pytest.raises(ConfigError) as caught:
+        run_program(raw, secrets={"runner": json.dumps(runner)}, monitor=monitor)
+    assert "gitlab-buildkit-runner:runner.description = [secret]" in str(caught.value)
+    assert "internal-codename" not in str(caught.value)
     assert monitor.registrations == {}

@@ -111,7 +111,19 @@ def test_helm_values_manager_is_restricted() -> None:
     }
     assert values["podSecurityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert values["podSecurityContext"]["runAsNonRoot"] is True
-    assert values["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+    assert values["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "100Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+    }
+
+
+def test_manager_ephemeral_storage_reaches_the_chart() -> None:
+    """Regression: managerResources.ephemeralStorage* were accepted by the config and silently dropped."""
+    manager = {"cpuRequest": "50m", "cpuLimit": "1", "memoryRequest": "64Mi", "memoryLimit": "1Gi"}
+    values = helm_values(managerResources={**manager, "ephemeralStorageRequest": "2Gi", "ephemeralStorageLimit": "5Gi"})
+    assert values["resources"]["requests"]["ephemeral-storage"] == "2Gi"
+    assert values["resources"]["limits"]["ephemeral-storage"] == "5Gi"
+    assert "ephemeral-storage" not in helm_values(managerResources=manager)["resources"]["limits"]
 
 
 def test_helm_values_operations_from_config() -> None:
@@ -127,3 +139,58 @@ def test_helm_values_operations_from_config() -> None:
 def test_helm_values_pin_manager_image_when_configured() -> None:
     assert "image" not in helm_values()
     assert helm_values(managerImageTag="alpine-v18.9.0")["image"]["tag"] == "alpine-v18.9.0"
+
+
+# --- Capacity: every container the executor creates has its own resources -----------------------
+
+EXECUTOR_CONTAINERS = ("", "helper_", "service_")  # build, helper (and init-permissions), service
+RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit", "ephemeral_storage_request", "ephemeral_storage_limit")
+
+
+def test_every_executor_container_sets_cpu_memory_and_ephemeral_storage() -> None:
+    """Regression: helper/service containers had no ephemeral storage and init-permissions no context, so the
+    job LimitRange's defaults (then the build's) landed on them and a pod counted about twice its limits."""
+    kube = runner_toml()["runners"][0]["kubernetes"]
+    for prefix in EXECUTOR_CONTAINERS:
+        for key in RESOURCE_KEYS:
+            assert kube.get(prefix + key), f"{prefix}{key} is not set"
+    assert (kube["helper_ephemeral_storage_request"], kube["helper_ephemeral_storage_limit"]) == ("100Mi", "1Gi")
+    assert (kube["service_ephemeral_storage_request"], kube["service_ephemeral_storage_limit"]) == ("100Mi", "1Gi")
+    # The init-permissions container takes the helper's resources (executor initContainerResources) and gets a context.
+    assert kube["init_permissions_container_security_context"] == {
+        "privileged": False,
+        "allow_privilege_escalation": False,
+        "capabilities": {"drop": ["NET_RAW"]},
+    }
+
+
+def test_helper_resources_reach_helper_and_service_keys() -> None:
+    helper = {
+        "cpuRequest": "200m",
+        "cpuLimit": "1",
+        "memoryRequest": "256Mi",
+        "memoryLimit": "512Mi",
+        "ephemeralStorageRequest": "1Gi",
+        "ephemeralStorageLimit": "3Gi",
+    }
+    kube = runner_toml(helperResources=helper)["runners"][0]["kubernetes"]
+    for prefix in ("helper_", "service_"):
+        assert [kube[prefix + key] for key in RESOURCE_KEYS] == ["200m", "1", "256Mi", "512Mi", "1Gi", "3Gi"]
+
+
+def test_services_are_denied_unless_listed() -> None:
+    """An empty allowed_services list means *any* service to the runner: the TOML carries a pattern no image matches."""
+    assert runner_toml()["runners"][0]["kubernetes"]["allowed_services"] == ["NO-SERVICES-ALLOWED"]
+    kube = runner_toml(allowedServices=["postgres:16*"])["runners"][0]["kubernetes"]
+    assert kube["allowed_services"] == ["postgres:16*"]
+
+
+def test_pod_spec_patch_only_carries_what_has_no_native_field() -> None:
+    """Runner 18.9 has native fields for user, group, capabilities and escalation: the feature-flagged
+    pod_spec patch sets seccomp only (no native field before 18.11), on the build container only."""
+    kube = runner_toml(jobSecurityMode="unconfined", acknowledgeUnconfined=True)["runners"][0]["kubernetes"]
+    (patch,) = kube["pod_spec"]
+    (container,) = json.loads(patch["patch"])["containers"]
+    assert container["name"] == "build"
+    assert container["securityContext"] == {"seccompProfile": {"type": "Unconfined"}}
+    assert kube["build_container_security_context"]["run_as_user"] == 1000

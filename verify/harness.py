@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from google.protobuf import json_format
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, Mocks
 
 from components.marks import PROJECT
+
+from .stack_file import StackFileError, read_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -231,10 +232,16 @@ def _program_main() -> Any:
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """Project config of a Pulumi.<stack>.yaml-shaped file as {key: value}, namespace prefix removed."""
-    data = yaml.safe_load(path.read_text()) or {}
+    """Project config of a Pulumi.<stack>.yaml-shaped file as {key: value}, namespace prefix removed.
+
+    Read strictly (verify/stack_file.py): duplicate keys, non-core tags and alias bombs are errors.
+    """
+    data = read_stack_file(path)
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise StackFileError(f"{path}: 'config' must be a mapping of keys to values")
     prefix = f"{PROJECT}:"
-    return {k.removeprefix(prefix): v for k, v in (data.get("config") or {}).items() if k.startswith(prefix)}
+    return {k.removeprefix(prefix): v for k, v in config.items() if isinstance(k, str) and k.startswith(prefix)}
 
 
 def load_stack_file(stack: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from components.config import ConfigError, parse_config
 from components.runner_config import build_runner_config, render_toml
 
 from .chart import ChartUnavailable, render_release
-from .harness import PROJECT, ROOT, ProgramRun, Registration, load_config_file, load_stack_file, run_program
+from .harness import PROJECT, ROOT, ProgramRun, Registration, StackFileError, load_config_file, load_stack_file, run_program
 from .iam_checks import parliament_problems, sentry_problems
 from .policy_client import PolicyPack, ResourceInput
 
@@ -93,7 +93,11 @@ def synth_stack(
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    raw = config if config is not None else load_stack_file(stack)
+    try:
+        raw = config if config is not None else load_stack_file(stack)
+    except StackFileError as exc:
+        report.fail("stack-file", str(exc))
+        return report
 
     with step("run the program under Pulumi mocks"):
         try:
@@ -250,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== synth {stack}", flush=True)
             config = None
             if args.config_file:
-                config = load_config_file(args.config_file)
+                try:
+                    config = load_config_file(args.config_file)
+                except StackFileError as exc:
+                    print(f"  FAILED {stack}: {exc}")
+                    return 2
             elif not (ROOT / f"Pulumi.{stack}.yaml").exists():
                 print(f"  no Pulumi.{stack}.yaml; stacks in this repo: {', '.join(stacks_in_repo())}")
                 return 2

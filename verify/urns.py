@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         result = check_stack(stack, pins.get(stack, []))
         for urn in result.missing:
             failed = True
-            print(f"{stack}: MISSING {urn}\n    add `aliases=[...]` to the resource that replaces it, or remove it from {PIN_FILE.name} by hand")
+            print(
+                f"{stack}: MISSING {urn}\n    add `aliases=[...]` to the resource that replaces it, or remove it from {PIN_FILE.name} by hand"
+            )
         for old, new in result.aliased.items():
             print(f"{stack}: moved {old}\n      -> {new} (alias)")
         for urn in result.added:

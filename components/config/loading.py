@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,11 +23,23 @@ from .stack import Environment, StackConfig
 SECRET_KEYS = frozenset({"gitlabToken"})
 
 
+REDACTED = "[secret]"
+# Values that look like credentials are never echoed, even under a key that is not a secret: a token
+# pasted into the wrong key must not end up in a CI log. GitLab tokens (glpat-, glrt-, gldt-, ...),
+# AWS access key ids, and 40-character AWS secret access keys.
+# Ref: https://docs.gitlab.com/security/tokens/#token-prefixes
+_SECRET_LIKE = re.compile(r"gl[a-z]{1,5}-[A-Za-z0-9_-]{8,}|(?:AKIA|ASIA)[A-Z0-9]{16}|(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+
+
 class ConfigError(Exception):
     """Invalid stack configuration. The message is meant for the person running `pulumi up`."""
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def redact(text: str) -> str:
+    return _SECRET_LIKE.sub(REDACTED, text)
+
+
+def _describe(error: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(root)"
     msg = str(error["msg"]).removeprefix("Value error, ")
     rule = (error.get("ctx") or {}).get("error")
@@ -40,20 +53,25 @@ def _describe(error: Mapping[str, Any]) -> str:
     value = json.dumps(error.get("input"), default=str)
     if len(value) > 120:
         value = value[:117] + "..."
-    return f"  {PROJECT}:{key} = {value}: {msg}"
+    if error["loc"] and str(error["loc"][0]) in secret_keys:
+        value = REDACTED  # set with `pulumi config set --secret`: never printed
+    return redact(f"  {PROJECT}:{key} = {value}: {msg}")
 
 
-def parse_config(raw: Mapping[str, Any], stack: str | None = None) -> StackConfig:
+def parse_config(raw: Mapping[str, Any], stack: str | None = None, secret_keys: Iterable[str] = ()) -> StackConfig:
     """Validate a plain mapping of project config keys (without the namespace prefix).
 
     A stack named like an environment must declare that environment: a `prod` stack whose config says
     `environment: dev` would silently skip the prod rules (pinning, protection, immutability).
+    `secret_keys` are the keys (without prefix) that arrived as Pulumi secrets: their values are never
+    printed in an error.
     """
     data = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
+    secrets = frozenset(secret_keys)
     try:
         cfg = StackConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors(include_url=False)]
+        lines = [_describe(e, secrets) for e in exc.errors(include_url=False)]
         raise ConfigError("invalid stack configuration:\n" + "\n".join(lines)) from None
     if stack in typing.get_args(Environment) and stack != cfg.environment:
         raise ConfigError(
@@ -105,4 +123,6 @@ def load_config() -> StackConfig:
 
     entries = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
-    return parse_config(project_config(entries.items(), secret_keys), stack=pulumi.get_stack())
+    prefix = f"{PROJECT}:"
+    secret_names = {k.removeprefix(prefix) for k in secret_keys if k.startswith(prefix)}
+    return parse_config(project_config(entries.items(), secret_keys), stack=pulumi.get_stack(), secret_keys=secret_names)

@@ -32,9 +32,22 @@ class NetworkConfig(ConfigModel):
     """Namespace allowed to scrape the manager's metrics; unset denies all ingress."""
 
     @model_validator(mode="after")
-    def _jobs_can_reach_registries(self) -> NetworkConfig:
-        if self.enabled and not self.job_egress_cidrs:
-            raise ValueError("jobEgressCidrs is empty: builds could not pull base images or push")
+    def _lists_are_not_empty(self) -> NetworkConfig:
+        if not self.enabled:
+            return self
+        if not self.job_egress_cidrs:
+            raise RuleViolation("jobEgressCidrs", [], "is empty: builds could not pull base images or push")
+        if not self.gitlab_cidrs:
+            raise RuleViolation(
+                "gitlabCidrs", [], "is empty: the runner manager could not reach GitLab; list GitLab's addresses (or 0.0.0.0/0 and ::/0)"
+            )
+        if not self.private_cidrs:
+            raise RuleViolation(
+                "privateCidrs",
+                [],
+                "is empty: jobs (code from any branch) could reach every cluster and VPC address the allow-list covers; "
+                "list at least the cluster's pod, service and node ranges (the default is RFC 1918, CGNAT and ULA)",
+            )
         return self
 
     @model_validator(mode="after")

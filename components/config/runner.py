@@ -5,16 +5,63 @@ from __future__ import annotations
 import fnmatch
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from .base import ConfigModel
+from .base import ConfigModel, RuleViolation
 from .fields import IMAGE_TAG, RUNNER_TAG, SEMVER, ImageRef, LabelKey, LabelValue, Quantity, matching
 from .kubernetes import Resources
 
 JobSecurityMode = Literal["baseline", "unconfined"]
 RunnerType = Literal["project_type", "group_type", "instance_type"]
+
+# An allowed-image pattern for the build container: rootless moby/buildkit from one named registry.
+# No wildcard before the tag: the runner matches patterns with doublestar, and '*/moby/buildkit'
+# would also admit 'evil.example/moby/buildkit'. Docker Hub is the bare name or 'docker.io/'.
+# Ref: https://gitlab.com/gitlab-org/gitlab-runner/-/blob/v18.9.0/common/allowed_images.go
+BUILDKIT_IMAGE_PATTERN = re.compile(
+    r"(?:(?P<registry>[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)/)?"
+    r"moby/buildkit:(?P<tag>[A-Za-z0-9_.*-]+)"
+)
+
+
+def _buildkit_pattern(value: str) -> str:
+    match = BUILDKIT_IMAGE_PATTERN.fullmatch(value)
+    if not match or "rootless" not in match["tag"] or "**" in value:
+        raise ValueError(
+            "must be a rootless BuildKit image pattern from one named registry, such as 'moby/buildkit:*rootless*', "
+            "'docker.io/moby/buildkit:*rootless*' or 'registry.example.com/mirror/moby/buildkit:*rootless*' "
+            "(no wildcard before the tag: the build container's relaxed security context applies to whatever image a job picks)"
+        )
+    return value
+
+
+BuildkitImagePattern = Annotated[str, AfterValidator(_buildkit_pattern)]
+
+_HOST = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _chart_repository(value: str) -> str:
+    """An https Helm repository URL: a host (and optional port and path), nothing that changes the host.
+
+    'https://charts.gitlab.io@evil.example' is a URL whose host is evil.example (the part before '@'
+    is userinfo), so userinfo is refused, as are query strings, fragments and whitespace.
+    """
+    allowed = "an https:// URL of a Helm repository: a host and optional port/path, such as 'https://charts.gitlab.io'"
+    if any(c.isspace() for c in value) or not value.startswith("https://"):
+        raise ValueError(f"must be {allowed}")
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        raise ValueError(f"must be {allowed}: credentials or '@' before the host would send the chart request to another host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.query or parts.fragment or not _HOST.fullmatch(parts.hostname or "") or port == -1 or port == 0:
+        raise ValueError(f"must be {allowed}")
+    return value
 
 
 class RunnerScope(ConfigModel):
@@ -40,17 +87,23 @@ class RunnerScope(ConfigModel):
 class RunnerConfig(ConfigModel):
     chart_version: Annotated[str, matching(SEMVER, "an exact chart version such as '0.86.0'")] = "0.86.0"
     """Exact version of the gitlab-runner chart."""
-    chart_repository: Annotated[str, matching(re.compile(r"https://\S+"), "an https:// URL")] = "https://charts.gitlab.io"
+    chart_repository: Annotated[str, AfterValidator(_chart_repository)] = "https://charts.gitlab.io"
     """Helm repository of the chart."""
     manager_image_tag: Annotated[str, matching(IMAGE_TAG, "an image tag such as 'alpine-v18.9.0'")] | None = None
     """gitlab-runner image tag for the manager; unset uses the chart's appVersion."""
     job_image: ImageRef = "moby/buildkit:v0.25.1-rootless"
     """Default job image (rootless BuildKit); prod requires a version tag or digest."""
-    allowed_images: list[
-        Annotated[str, matching(re.compile(r"[a-z0-9*][a-z0-9._/:@*-]*"), "an image pattern such as 'moby/buildkit:*rootless*'")]
-    ] = Field(default=["moby/buildkit:*rootless*"], min_length=1)
+    allowed_images: list[BuildkitImagePattern] = Field(
+        default=["moby/buildkit:*rootless*", "docker.io/moby/buildkit:*rootless*"], min_length=1
+    )
     """Images a job may choose (runner allowed_images, doublestar patterns): the build container's
-    relaxed security context applies to whatever image a job runs, so only rootless BuildKit."""
+    relaxed security context applies to whatever image a job runs, so only rootless BuildKit, each
+    pattern naming its registry (a mirror must also be trusted in the pack's trustedBuildkitMirrors)."""
+    allowed_services: list[
+        Annotated[str, matching(re.compile(r"[a-z0-9][a-z0-9._/:@*-]*"), "an image pattern such as 'postgres:16*'")]
+    ] = []
+    """Service images a job may start (runner allowed_services); empty allows none (services get the
+    helper's resources and a restricted context)."""
     helper_image: ImageRef | None = None
     """Helper image override; unset uses the runner's default helper."""
     scope: RunnerScope
@@ -84,9 +137,24 @@ class RunnerConfig(ConfigModel):
         ephemeral_storage_limit="40Gi",
     )
     """Requests/limits of the build container (also the job namespace LimitRange defaults)."""
-    helper_resources: Resources = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="256Mi")
-    """Requests/limits of the helper and service containers."""
-    manager_resources: Resources = Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="512Mi")
+    helper_resources: Resources = Resources(
+        cpu_request="100m",
+        cpu_limit="500m",
+        memory_request="128Mi",
+        memory_limit="256Mi",
+        ephemeral_storage_request="100Mi",
+        ephemeral_storage_limit="1Gi",
+    )
+    """Requests/limits of the helper, init-permissions and service containers (also the job namespace
+    LimitRange defaults, so a container nobody configured gets these small values)."""
+    manager_resources: Resources = Resources(
+        cpu_request="100m",
+        cpu_limit="500m",
+        memory_request="128Mi",
+        memory_limit="512Mi",
+        ephemeral_storage_request="100Mi",
+        ephemeral_storage_limit="1Gi",
+    )
     """Requests/limits of the runner manager pod."""
     buildkit_state_size_limit: Quantity = "30Gi"
     """Size limit of the emptyDir holding BuildKit state."""
@@ -118,6 +186,22 @@ class RunnerConfig(ConfigModel):
     def _job_image_is_allowed(self) -> RunnerConfig:
         if not any(fnmatch.fnmatchcase(self.job_image, pattern) for pattern in self.allowed_images):
             raise ValueError(f"jobImage {self.job_image!r} is not matched by allowedImages {self.allowed_images}")
+        return self
+
+    @model_validator(mode="after")
+    def _helper_limits_what_build_limits(self) -> RunnerConfig:
+        # The job LimitRange caps ephemeral storage at the build's limit; a container without its own
+        # limit would get the LimitRange default, so the helper must set one whenever the build does.
+        build, helper = self.build_resources, self.helper_resources
+        for field in ("ephemeral_storage_request", "ephemeral_storage_limit"):
+            if getattr(build, field) is not None and getattr(helper, field) is None:
+                key = to_camel(field)
+                raise RuleViolation(
+                    f"helperResources.{key}",
+                    None,
+                    f"must be set because buildResources.{key} is: otherwise the helper, init-permissions and "
+                    "service containers get the job namespace's LimitRange values instead of their own",
+                )
         return self
 
     @model_validator(mode="after")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import model_validator
 
-from .base import ConfigModel
+from .base import ConfigModel, RuleViolation
 from .credentials import CredentialsConfig
-from .fields import is_pinned_image
+from .fields import is_pinned_image, largest_quantity, parse_quantity
 from .gitlab import GitlabConfig
 from .kubernetes import KubernetesConfig
 from .network import NetworkConfig
@@ -61,6 +62,60 @@ class StackConfig(ConfigModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _job_quota_fits_concurrent_jobs(self) -> StackConfig:
+        """`runner.concurrent` job pods must fit the quota, or the jobs over it fail with 'exceeded quota'.
+
+        A pod counts max(sum of its containers, largest init container) against `limits.*`
+        (Ref: https://kubernetes.io/docs/concepts/policy/resource-quotas/ and the pod's effective
+        requests/limits in https://kubernetes.io/docs/concepts/workloads/pods/init-containers/): the
+        build container (at the highest a job may raise it) plus the helper, plus one service when
+        services are allowed; the init-permissions container has the helper's resources.
+        """
+        quota = self.kubernetes.job_quota
+        if quota is None:
+            return self
+        runner = self.runner
+        build, helper = runner.build_resources, runner.helper_resources
+        sidecars = 2 if runner.allowed_services else 1  # the helper, and one service when allowed
+        per_pod = {
+            "cpu": (largest_quantity(build.cpu_limit, runner.cpu_limit_overwrite_max), helper.cpu_limit),
+            "memory": (largest_quantity(build.memory_limit, runner.memory_limit_overwrite_max), helper.memory_limit),
+            "ephemeralStorage": (build.ephemeral_storage_limit, helper.ephemeral_storage_limit),
+        }
+        concurrent = runner.concurrent
+        if quota.pods < concurrent:
+            raise RuleViolation(
+                "kubernetes.jobQuota.pods",
+                quota.pods,
+                f"is below runner.concurrent ({concurrent}): the jobs over it would fail with 'exceeded quota'; "
+                f"raise kubernetes.jobQuota.pods to at least {concurrent} or lower runner.concurrent",
+            )
+        for key, (build_limit, helper_limit) in per_pod.items():
+            if build_limit is None or helper_limit is None:
+                continue  # no limit set: the quota does not count this resource for the pod
+            pod = parse_quantity(build_limit) + sidecars * parse_quantity(helper_limit)
+            needed = pod * concurrent
+            allowed = parse_quantity(getattr(quota, "ephemeral_storage" if key == "ephemeralStorage" else key))
+            if needed > allowed:
+                fits = int(allowed // pod)
+                raise RuleViolation(
+                    f"kubernetes.jobQuota.{key}",
+                    getattr(quota, "ephemeral_storage" if key == "ephemeralStorage" else key),
+                    f"runner.concurrent ({concurrent}) x per-pod limit {_human(pod, key)} (build {build_limit} + "
+                    f"{sidecars} x helper {helper_limit}) = {_human(needed, key)} exceeds it; raise "
+                    f"kubernetes.jobQuota.{key} to at least {_human(needed, key)} or lower runner.concurrent to {fits}",
+                )
+        return self
+
     @property
     def environment_scope(self) -> str:
         return self.gitlab.environment_scope or self.environment
+
+
+def _human(value: Decimal, key: str) -> str:
+    """A quantity for a message: cores as a plain number, bytes in Gi (or Mi below 1Gi)."""
+    if key == "cpu":
+        return f"{value.normalize():f}"
+    gib = value / 2**30
+    return f"{gib.normalize():f}Gi" if gib >= 1 else f"{(value / 2**20).normalize():f}Mi"
