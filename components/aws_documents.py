@@ -98,12 +98,39 @@ def pull_repository_policy(principals: Sequence[str]) -> dict[str, Any]:
 # --- Lifecycle policies -------------------------------------------------------------------------
 
 
+# Release images: kept by a rule of their own, which no lower-priority rule can then expire.
+RELEASE_KEEP_COUNT = 10000
+
+
 def application_lifecycle(lifecycle: Lifecycle) -> dict[str, Any]:
-    """Expire untagged images after N days, then keep only the newest M images of any tag."""
+    """Release images are never expired by the count rule; untagged images expire after N days; of the
+    rest, the newest M images stay.
+
+    ECR: "an image that matches the tagging requirements of a higher priority rule cannot be expired by
+    a rule with a lower priority". One rule per release pattern (a tagPatternList needs *all* its
+    patterns to match), each keeping the newest RELEASE_KEEP_COUNT images it selects.
+    Ref: https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html#lp_evaluation_rules
+    """
+    releases = [
+        {
+            "rulePriority": priority,
+            "description": f"keep release images tagged {pattern} (the newest {RELEASE_KEEP_COUNT})",
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPatternList": [pattern],
+                "countType": "imageCountMoreThan",
+                "countNumber": RELEASE_KEEP_COUNT,
+            },
+            "action": {"type": "expire"},
+        }
+        for priority, pattern in enumerate(lifecycle.release_tag_patterns, start=1)
+    ]
+    first = len(releases) + 1
     return {
         "rules": [
+            *releases,
             {
-                "rulePriority": 1,
+                "rulePriority": first,
                 "description": f"expire untagged images after {lifecycle.untagged_expire_days} days",
                 "selection": {
                     "tagStatus": "untagged",
@@ -114,8 +141,8 @@ def application_lifecycle(lifecycle: Lifecycle) -> dict[str, Any]:
                 "action": {"type": "expire"},
             },
             {
-                "rulePriority": 2,
-                "description": f"keep the newest {lifecycle.keep_tagged_count} images",
+                "rulePriority": first + 1,
+                "description": f"keep the newest {lifecycle.keep_tagged_count} other images",
                 "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": lifecycle.keep_tagged_count},
                 "action": {"type": "expire"},
             },

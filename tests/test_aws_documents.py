@@ -120,7 +120,17 @@ def test_default_lifecycles_are_valid_and_exact() -> None:
     life = Lifecycle(untagged_expire_days=3, keep_tagged_count=20, cache_expire_days=9)
     app = application_lifecycle(life)
     assert validate_lifecycle(app) == []
-    untagged, keep = app["rules"]
+    release_v, release_dot, untagged, keep = app["rules"]
+    # Releases first: no lower-priority rule may then expire them (ECR's evaluation rules).
+    for rule, pattern, priority in ((release_v, "v*", 1), (release_dot, "*.*", 2)):
+        assert rule["rulePriority"] == priority
+        assert rule["selection"] == {
+            "tagStatus": "tagged",
+            "tagPatternList": [pattern],
+            "countType": "imageCountMoreThan",
+            "countNumber": 10000,
+        }
+    assert (untagged["rulePriority"], keep["rulePriority"]) == (3, 4)
     assert untagged["selection"] == {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 3}
     assert keep["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20}
     cache = cache_lifecycle(life)

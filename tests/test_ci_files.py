@@ -26,6 +26,7 @@ PREDEFINED = {
     "CI_COMMIT_SHORT_SHA",
     "CI_COMMIT_REF_SLUG",
     "CI_COMMIT_TAG",
+    "CI_COMMIT_TIMESTAMP",
     "CI_DEFAULT_BRANCH",
     "CI_ENVIRONMENT_NAME",
     "CI_JOB_ID",
@@ -51,6 +52,7 @@ TEMPLATE_OWN = {
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_SESSION_NAME",
     "DOCKER_CONFIG",
+    "SOURCE_DATE_EPOCH",
 }
 
 
@@ -73,12 +75,20 @@ def interpolate(value: Any, inputs: dict[str, Any]) -> Any:
     return value
 
 
+class InputRejected(ValueError):
+    """GitLab refuses the include: an input does not match its `regex`."""
+
+
 def included_jobs(**given: Any) -> dict[str, Any]:
     header, jobs = template_documents()
     specs = header["spec"]["inputs"]
     inputs = {name: given.get(name, spec.get("default")) for name, spec in specs.items()}
     missing = [name for name, value in inputs.items() if value is None]
     assert not missing, f"inputs without default must be given: {missing}"
+    for name, spec in specs.items():
+        # GitLab matches `regex` with RE2, where `$` is the end of the text (Python: \Z).
+        if "regex" in spec and not re.search(spec["regex"].replace("$", r"\Z"), str(inputs[name])):
+            raise InputRejected(f"input {name} does not match {spec['regex']}")
     return interpolate(jobs, inputs)
 
 
@@ -216,3 +226,25 @@ def test_pipeline_structure() -> None:
     assert pipeline["drift"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
     for job in ("lint", "test", "synth"):
         assert "id_tokens" not in pipeline[job] and pipeline[job]["extends"] == ".python"
+
+
+def test_template_runs_only_where_its_credentials_exist_by_default() -> None:
+    """Regression: the job joined every pipeline and failed (or waited) without the protected credentials."""
+    job = included_jobs(app="web")["build-image-web"]
+    assert job["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"', "when": "never"},
+        {"if": '$CI_COMMIT_REF_PROTECTED == "true"'},
+    ]
+    custom = [{"if": '$CI_COMMIT_BRANCH == "main"'}]
+    assert included_jobs(app="web", rules=custom)["build-image-web"]["rules"] == custom
+
+
+@pytest.mark.parametrize("app", ["Web", "web\n", "web api", "web--api", "-web", "web/", "", "web$(id)"])
+def test_template_app_input_is_refused_at_pipeline_creation(app: str) -> None:
+    with pytest.raises(InputRejected, match="input app does not match"):
+        included_jobs(app=app)
+
+
+@pytest.mark.parametrize("app", ["web", "web-api", "team/service.v2", "a_b"])
+def test_template_app_input_accepts_application_names(app: str) -> None:
+    assert f"build-image-{app}" in included_jobs(app=app)

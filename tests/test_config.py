@@ -582,3 +582,28 @@ def test_config_errors_never_echo_values_of_secret_keys() -> None:
         message = str(exc)
     assert "gitlab-buildkit-runner:runner.description = [secret]: String should have at most 255 characters" in message
     assert "my-internal-name" not in message
+
+
+@pytest.mark.parametrize(
+    ("patterns", "fragment"),
+    [
+        (["*"], 'registry.lifecycle.releaseTagPatterns.0 = "*": must be an ECR tag pattern'),
+        (["**"], "not only wildcards"),
+        (["v*.*.*-*-*"], "at most 4 '*' wildcards"),
+        (["v 1*"], "must be an ECR tag pattern"),
+        ([], "registry.lifecycle.releaseTagPatterns = []: List should have at least 1 item"),
+    ],
+)
+def test_release_tag_patterns_are_ecr_patterns_that_cannot_keep_everything(patterns: list, fragment: str) -> None:
+    message = error_of(
+        make_config(registry={"region": "eu-west-1", "applications": ["web"], "lifecycle": {"releaseTagPatterns": patterns}})
+    )
+    assert fragment in message, message
+
+
+def test_application_names_leave_room_for_the_cache_tag() -> None:
+    """'cache-' + application + '.' + a 63-character ref slug must fit the 128 characters of an image tag."""
+    name = "a" * 59
+    message = error_of(make_config(registry={"region": "eu-west-1", "applications": [name]}))
+    assert f'registry.applications = "{name}": is longer than 58 characters' in message
+    assert parse_config(make_config(registry={"region": "eu-west-1", "applications": ["a" * 58]})).registry.applications == ["a" * 58]

@@ -138,7 +138,8 @@ def test_ecr_repositories_and_lifecycles(run: ProgramRun) -> None:
         assert repo.protect is False  # dev
     lifecycles = {r.inputs["repository"]: json.loads(r.inputs["policy"]) for r in run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")}
     assert sorted(lifecycles) == ["api", "buildkit-cache", "web"]
-    assert lifecycles["web"]["rules"][0]["selection"]["tagStatus"] == "untagged"
+    # release tags first (never expired by the count rule), then untagged, then the count over any tag
+    assert [r["selection"]["tagStatus"] for r in lifecycles["web"]["rules"]] == ["tagged", "tagged", "untagged", "any"]
     assert lifecycles["buildkit-cache"]["rules"][1]["selection"]["tagPatternList"] == ["cache-*"]
     assert run.of_type("aws:ecr/repositoryPolicy:RepositoryPolicy") == []
 

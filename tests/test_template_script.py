@@ -1,27 +1,47 @@
-"""The build template's shell, executed by /bin/sh with stub `wget` and `buildctl-daemonless.sh`.
+"""The build template's shell, executed by /bin/sh with stub `wget`, the ECR helper and `buildctl-daemonless.sh`.
 
-This checks the script's behaviour (arguments, tags, cache refs, credentials, checksum, error hints);
-the real rootless image, S3 download and ECR push need a runner (README "Manual checks").
+This checks the script's behaviour (arguments, tags, cache refs, credentials, checksum, existing-tag
+skips, error hints, log streaming); the real rootless image, S3 download and ECR push need a runner
+(README "Manual checks").
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import subprocess
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from test_ci_files import included_jobs
 
-HELPER = b"#!/bin/sh\necho fake ecr helper\n"
+# The ECR helper stand-in: `get` prints registry credentials as the real helper does.
+HELPER = b"""#!/bin/sh
+cat > /dev/null
+printf '{"ServerURL":"%s","Username":"AWS","Secret":"ZWNyLXRva2Vu"}' "$ECR_REGISTRY"
+"""
 REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 WGET = """#!/bin/sh
-# wget -q -O <file> <url>
-out="$3"; url="$4"
+# wget -q -O <file> <url>, or wget --spider -S ... <url> (a HEAD of a manifest)
+for last in "$@"; do :; done
+url="$last"
 echo "$url" >> "$STUB_DIR/wget.log"
+case "$1" in
+  --spider)
+    printf '%s\\n' "$@" >> "$STUB_DIR/spider.args"
+    tag="${url##*/manifests/}"
+    if [ -n "${STUB_REGISTRY_STATUS:-}" ]; then echo "  HTTP/1.1 $STUB_REGISTRY_STATUS Oops" >&2; exit 1; fi
+    for existing in ${STUB_EXISTING_TAGS:-}; do
+      if [ "$existing" = "$tag" ]; then echo "  HTTP/1.1 200 OK" >&2; exit 0; fi
+    done
+    echo "wget: server returned error: HTTP/1.1 404 Not Found" >&2; exit 1 ;;
+esac
+out="$3"
 case "$url" in
   *.sha256) printf '%s  docker-credential-ecr-login\\n' "${FAKE_SHA:-$REAL_SHA}" ;;
-  *) printf '#!/bin/sh\\necho fake ecr helper\\n' > "$out" ;;
+  *) cat "$STUB_DIR/helper.bin" > "$out" ;;
 esac
 """
 BUILDCTL = """#!/bin/sh
@@ -29,19 +49,26 @@ for arg in "$@"; do echo "$arg"; done > "$STUB_DIR/build.args"
 cp "$DOCKER_CONFIG/config.json" "$STUB_DIR/config.json"
 env > "$STUB_DIR/build.env"
 if [ -n "${AWS_WEB_IDENTITY_TOKEN_FILE:-}" ]; then cp "$AWS_WEB_IDENTITY_TOKEN_FILE" "$STUB_DIR/token"; fi
+echo "#1 [internal] load build definition from Dockerfile"
+if [ -n "${STUB_WAIT_FOR:-}" ]; then
+  i=0; while [ ! -e "$STUB_WAIT_FOR" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+fi
 if [ -n "${FAKE_BUILD_ERROR:-}" ]; then echo "$FAKE_BUILD_ERROR" >&2; exit 7; fi
 echo "#12 exporting to image done"
 """
+SHA = "0123456789abcdef0123456789abcdef01234567"
+TIMESTAMP = "2026-11-20T10:15:30+01:00"
 
 
-def run_template(
+def template_env(
     tmp_path: Path, *, app: str = "web-api", credentials: str = "access-key", env: dict[str, str] | None = None, **inputs: object
-) -> tuple[subprocess.CompletedProcess[str], Path]:
+) -> tuple[list[str], dict[str, str]]:
     stubs = tmp_path / "bin"
     stubs.mkdir()
     for name, body in (("wget", WGET), ("buildctl-daemonless.sh", BUILDCTL)):
         (stubs / name).write_text(body)
         (stubs / name).chmod(0o755)
+    (tmp_path / "helper.bin").write_bytes(HELPER)
     job = included_jobs(app=app, credentials=credentials, **inputs)[f"build-image-{app}"]
     variables = {k: str(v) for k, v in job["variables"].items()}
     environment = {
@@ -49,9 +76,10 @@ def run_template(
         "HOME": str(tmp_path / "home"),
         "STUB_DIR": str(tmp_path),
         "REAL_SHA": hashlib.sha256(HELPER).hexdigest(),
-        "CI_COMMIT_SHA": "0123456789abcdef0123456789abcdef01234567",
+        "CI_COMMIT_SHA": SHA,
         "CI_COMMIT_SHORT_SHA": "01234567",
         "CI_COMMIT_REF_SLUG": "feature-x",
+        "CI_COMMIT_TIMESTAMP": TIMESTAMP,
         "CI_DEFAULT_BRANCH": "Main",
         "CI_ENVIRONMENT_NAME": "production",
         "CI_PROJECT_ID": "42",
@@ -66,8 +94,14 @@ def run_template(
         **(env or {}),
     }
     (tmp_path / "home").mkdir()
-    script = "\n".join(job["script"])
-    result = subprocess.run(["sh", "-c", script], env=environment, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    return ["sh", "-c", "\n".join(job["script"])], environment
+
+
+def run_template(
+    tmp_path: Path, *, app: str = "web-api", credentials: str = "access-key", env: dict[str, str] | None = None, **inputs: object
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    command, environment = template_env(tmp_path, app=app, credentials=credentials, env=env, **inputs)
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     return result, tmp_path
 
 
@@ -79,6 +113,7 @@ def test_access_key_build_arguments_tags_and_cache(tmp_path: Path) -> None:
     result, out = run_template(tmp_path, build_args="VERSION=1.2 COMMIT=abc", target="runtime", dockerfile="docker/Dockerfile")
     assert result.returncode == 0, result.stderr
     repo, cache = f"{REGISTRY}/acme/web-api", f"{REGISTRY}/acme/buildkit-cache"
+    epoch = str(int(datetime.fromisoformat(TIMESTAMP).timestamp()))
     assert build_args(out) == [
         "build",
         "--frontend",
@@ -89,43 +124,57 @@ def test_access_key_build_arguments_tags_and_cache(tmp_path: Path) -> None:
         "dockerfile=docker",
         "--opt",
         "filename=Dockerfile",
-        "--opt",
-        "platform=linux/amd64",
         "--output",
-        f'type=image,"name={repo}:0123456789abcdef0123456789abcdef01234567,{repo}:feature-x-01234567",push=true',
+        f'type=image,"name={repo}:{SHA},{repo}:feature-x-01234567",push=true,rewrite-timestamp=true',
         "--export-cache",
-        f"type=registry,ref={cache}:cache-web-api-feature-x,mode=max,image-manifest=true,oci-mediatypes=true",
+        f"type=registry,ref={cache}:cache-web-api.feature-x,mode=max,image-manifest=true,oci-mediatypes=true",
         "--import-cache",
-        f"type=registry,ref={cache}:cache-web-api-feature-x",
+        f"type=registry,ref={cache}:cache-web-api.feature-x",
         "--import-cache",
-        f"type=registry,ref={cache}:cache-web-api-main",
+        f"type=registry,ref={cache}:cache-web-api.main",
         "--opt",
         "target=runtime",
+        "--opt",
+        f"build-arg:SOURCE_DATE_EPOCH={epoch}",
         "--opt",
         "build-arg:VERSION=1.2",
         "--opt",
         "build-arg:COMMIT=abc",
     ]
     assert (out / "config.json").read_text().strip() == f'{{"credHelpers": {{"{REGISTRY}": "ecr-login"}}}}'
+    helper = "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com/0.12.0/linux-amd64/docker-credential-ecr-login"
     assert (out / "wget.log").read_text().splitlines() == [
-        "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com/0.12.0/linux-amd64/docker-credential-ecr-login",
-        "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com/0.12.0/linux-amd64/docker-credential-ecr-login.sha256",
+        helper,
+        f"{helper}.sha256",
+        f"https://{REGISTRY}/v2/acme/web-api/manifests/{SHA}",
+        f"https://{REGISTRY}/v2/acme/web-api/manifests/feature-x-01234567",
     ]
     env = (out / "build.env").read_text()
     assert "AWS_ACCESS_KEY_ID=AKIAEXAMPLE" in env and "BUILDKITD_FLAGS=--oci-worker-no-process-sandbox" in env
     assert "secret/example" not in result.stdout + result.stderr
+    assert "ZWNyLXRva2Vu" not in result.stdout + result.stderr  # the registry token is sent, never printed
 
 
-def test_git_tag_pipelines_push_the_plain_ref_slug(tmp_path: Path) -> None:
+def test_git_tag_pipelines_push_the_git_tag_name(tmp_path: Path) -> None:
+    """Regression: v1.2.3 was pushed as its slug v1-2-3."""
     result, out = run_template(tmp_path, env={"CI_COMMIT_TAG": "v1.2.3", "CI_COMMIT_REF_SLUG": "v1-2-3"})
     assert result.returncode == 0, result.stderr
-    assert any(arg.endswith(f'{REGISTRY}/acme/web-api:v1-2-3",push=true') for arg in build_args(out))
+    assert any(arg.endswith(f'{REGISTRY}/acme/web-api:v1.2.3",push=true,rewrite-timestamp=true') for arg in build_args(out))
+
+
+@pytest.mark.parametrize("tag", ["release/2026.11", "v1.2.3+build.4", "-v1", "x" * 129])
+def test_git_tags_that_are_not_image_tags_fall_back_to_the_slug(tmp_path: Path, tag: str) -> None:
+    result, out = run_template(tmp_path, env={"CI_COMMIT_TAG": tag, "CI_COMMIT_REF_SLUG": "slugged"})
+    assert result.returncode == 0, result.stderr
+    assert "git tag is not a valid image tag; pushing it as 'slugged'" in result.stdout
+    assert any(f'{REGISTRY}/acme/web-api:slugged"' in arg for arg in build_args(out))
 
 
 def test_mutable_repositories_can_push_the_moving_ref_tag(tmp_path: Path) -> None:
     result, out = run_template(tmp_path, immutable_tags="false")
     assert result.returncode == 0, result.stderr
-    assert any(arg.endswith(f'{REGISTRY}/acme/web-api:feature-x",push=true') for arg in build_args(out))
+    assert any(arg.endswith(f'{REGISTRY}/acme/web-api:feature-x",push=true,rewrite-timestamp=true') for arg in build_args(out))
+    assert not (out / "spider.args").exists()  # mutable tags may move: nothing is checked first
 
 
 def test_oidc_writes_the_token_file_and_drops_access_keys(tmp_path: Path) -> None:
@@ -178,6 +227,11 @@ def test_helper_checksum_is_enforced_before_use(tmp_path: Path, inputs: dict, en
         ("[rootlesskit:child ] error: failed to share mount point: /: permission denied", "AppArmor blocks rootlesskit"),
         ("failed to create user namespace: operation not permitted", "does not allow unprivileged user namespaces"),
         ("error: failed to solve: failed to push: 403 Forbidden", "ECR refused the credentials"),
+        (
+            "failed to push: tag invalid: The image tag 'abc' already exists in the 'web' repository and cannot be overwritten "
+            "because the repository is immutable.",
+            "a tag already exists in an immutable repository (pushed meanwhile by another pipeline?): retry the job",
+        ),
     ],
 )
 def test_known_rootless_failures_get_a_hint(tmp_path: Path, error: str, hint: str) -> None:
@@ -186,3 +240,134 @@ def test_known_rootless_failures_get_a_hint(tmp_path: Path, error: str, hint: st
     assert "BUILD FAILED (exit 7)" in result.stderr
     assert hint in result.stderr
     assert error in result.stdout  # the build log itself is shown before the hints
+
+
+# --- Rebuilding a commit on IMMUTABLE repositories -----------------------------------------------
+
+
+def test_existing_tags_are_skipped_and_only_missing_ones_pushed(tmp_path: Path) -> None:
+    """Regression: a retry or a tag pipeline pushed <repo>:<sha> again, which ECR refuses on IMMUTABLE repositories."""
+    result, out = run_template(tmp_path, env={"STUB_EXISTING_TAGS": SHA, "CI_COMMIT_TAG": "v2.0.0"})
+    assert result.returncode == 0, result.stderr
+    assert f"{REGISTRY}/acme/web-api:{SHA} exists already: not pushed again" in result.stdout
+    output = next(arg for arg in build_args(out) if arg.startswith("type=image"))
+    assert output == f'type=image,"name={REGISTRY}/acme/web-api:v2.0.0",push=true,rewrite-timestamp=true'
+    spider = (out / "spider.args").read_text()
+    assert "Authorization: Basic " + base64.b64encode(b"AWS:ZWNyLXRva2Vu").decode() in spider  # user:secret from the helper
+
+
+def test_a_commit_whose_tags_all_exist_is_not_rebuilt(tmp_path: Path) -> None:
+    result, out = run_template(tmp_path, env={"STUB_EXISTING_TAGS": f"{SHA} feature-x-01234567"})
+    assert result.returncode == 0, result.stderr
+    assert "Every tag of this commit exists already: nothing to build or push." in result.stdout
+    assert not (out / "build.args").exists()
+
+
+@pytest.mark.parametrize("status", ["401", "403", "500"])
+def test_an_unanswered_existence_check_stops_the_job(tmp_path: Path, status: str) -> None:
+    result, out = run_template(tmp_path, env={"STUB_REGISTRY_STATUS": status})
+    assert result.returncode == 1
+    assert f"cannot tell whether {REGISTRY}/acme/web-api:{SHA} exists (registry answered '{status}')" in result.stderr
+    assert not (out / "build.args").exists()
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2026-11-20T10:15:30Z",
+        "2026-11-20T10:15:30+01:00",
+        "2024-02-29T23:59:59-08:00",
+        "1999-12-31T00:00:00.123+0530",
+        "2000-03-01T08:09:08Z",
+    ],
+)
+def test_source_date_epoch_is_the_commit_time(tmp_path: Path, timestamp: str) -> None:
+    result, out = run_template(tmp_path, env={"CI_COMMIT_TIMESTAMP": timestamp})
+    assert result.returncode == 0, result.stderr
+    expected = int(datetime.fromisoformat(timestamp.replace("+0530", "+05:30")).timestamp())
+    assert f"build-arg:SOURCE_DATE_EPOCH={expected}" in build_args(out)
+
+
+@pytest.mark.parametrize("timestamp", ["", "yesterday", "2026-11-20 10:15:30", "2026-11-20T10:15:30Z\nX"])
+def test_without_a_commit_time_the_build_warns_and_goes_on(tmp_path: Path, timestamp: str) -> None:
+    result, out = run_template(tmp_path, env={"CI_COMMIT_TIMESTAMP": timestamp})
+    assert result.returncode == 0, result.stderr
+    assert "the image is not reproducible" in result.stdout
+    assert not [a for a in build_args(out) if "SOURCE_DATE_EPOCH" in a or "rewrite-timestamp" in a]
+
+
+# --- Inputs --------------------------------------------------------------------------------------
+
+
+def test_build_args_are_not_glob_expanded(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("x")
+    result, out = run_template(tmp_path, build_args="FILES=* ONE=?")
+    assert result.returncode == 0, result.stderr
+    assert [a for a in build_args(out) if a.startswith("build-arg:") and "SOURCE_DATE" not in a] == ["build-arg:FILES=*", "build-arg:ONE=?"]
+
+
+@pytest.mark.parametrize("build_args", ["JUSTAVALUE", "=x", "1A=x", "A-B=x"])
+def test_build_args_need_a_key(tmp_path: Path, build_args: str) -> None:
+    result, out = run_template(tmp_path, build_args=build_args)
+    assert result.returncode == 1
+    assert "build_args: each entry must be KEY=VALUE" in result.stderr
+    assert not (out / "build.args").exists()
+
+
+@pytest.mark.parametrize("app", ["Web", "web\nx", "web;rm", "web--api", "-web", "web/"])
+def test_app_is_validated_and_not_echoed(tmp_path: Path, app: str) -> None:
+    command, environment = template_env(tmp_path, app="web-api")
+    environment["APP"] = app
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "input app is not an application name" in result.stderr
+    assert app not in result.stderr or app == "Web"
+    assert not (tmp_path / "build.args").exists()
+
+
+def test_cache_tags_of_different_applications_and_refs_cannot_collide(tmp_path: Path) -> None:
+    """Regression: 'web'@'api-main' and 'web-api'@'main' shared cache-web-api-main."""
+    refs = []
+    for app, ref in (("web", "api-main"), ("web-api", "main")):
+        path = tmp_path / app
+        path.mkdir()
+        result, out = run_template(path, app=app, env={"CI_COMMIT_REF_SLUG": ref, "ECR_REPOSITORY_WEB": f"{REGISTRY}/acme/web"})
+        assert result.returncode == 0, result.stderr
+        refs.append(next(a for a in build_args(out) if a.startswith("type=registry,ref=") and "mode=max" in a))
+    assert refs[0] != refs[1]
+    assert ":cache-web.api-main," in refs[0] and ":cache-web-api.main," in refs[1]
+
+
+def test_platform_defaults_to_the_runner_nodes_architecture(tmp_path: Path) -> None:
+    """Regression: the default was linux/amd64 whatever the runner nodes were (emulated on arm64)."""
+    (tmp_path / "native").mkdir()
+    (tmp_path / "multi").mkdir()
+    result, out = run_template(tmp_path / "native")
+    assert result.returncode == 0, result.stderr
+    assert not [a for a in build_args(out) if a.startswith("platform=")]  # BuildKit builds for its own platform
+    result, out = run_template(tmp_path / "multi", platforms="linux/amd64,linux/arm64")
+    assert result.returncode == 0, result.stderr
+    assert "platform=linux/amd64,linux/arm64" in build_args(out)
+
+
+def test_the_build_log_streams_while_the_build_runs(tmp_path: Path) -> None:
+    """Regression: the log was buffered and printed after the build, so a timeout or cancel lost it."""
+    gate = tmp_path / "continue"
+    command, environment = template_env(tmp_path, env={"STUB_WAIT_FOR": str(gate), "FAKE_BUILD_ERROR": "boom"})
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert process.stdout is not None
+        started = time.monotonic()
+        line = process.stdout.readline()
+        while "load build definition" not in line and time.monotonic() - started < 20:
+            line = process.stdout.readline()
+        assert "load build definition" in line  # seen while the build is still waiting at the gate
+        assert process.poll() is None
+        gate.write_text("go")
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 7  # the build's exit status survives the pipe through tee
+    assert "boom" in stdout and "BUILD FAILED (exit 7)" in stderr

@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from .base import ConfigModel
+from .base import ConfigModel, RuleViolation
 from .ci_names import repository_variable
 from .fields import AWS_REGION, Arn, EcrName, matching
+
+
+def _release_pattern(value: str) -> str:
+    # Ref: https://docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_parameters.html
+    # (tagPatternList: '*' wildcards, at most 4 per pattern)
+    if not re.fullmatch(r"[A-Za-z0-9._*-]{1,128}", value) or value.count("*") > 4 or not value.strip("*"):
+        raise ValueError(
+            "must be an ECR tag pattern such as 'v*' or '*.*': tag characters and at most 4 '*' wildcards, "
+            "not only wildcards (that would keep every image forever)"
+        )
+    return value
 
 
 class Lifecycle(ConfigModel):
     untagged_expire_days: int = Field(7, ge=1, le=3650)
     """Application repositories: expire untagged images after this many days."""
     keep_tagged_count: int = Field(100, ge=1, le=10000)
-    """Application repositories: keep this many newest images."""
+    """Application repositories: keep this many newest images that carry no release tag."""
+    release_tag_patterns: list[Annotated[str, AfterValidator(_release_pattern)]] = Field(default=["v*", "*.*"], min_length=1, max_length=10)
+    """Tags of release images (git tags pushed under their own name), which keepTaggedCount never
+    expires: 'v*' and any tag with a dot (branch and commit tags never contain one)."""
     cache_expire_days: int = Field(14, ge=1, le=3650)
     """Cache repository: expire cache images not pushed for this many days."""
+
+
+# 'cache-' + application + '.' + ref slug (at most 63) must fit an image tag (128 characters).
+MAX_APPLICATION_NAME = 128 - len("cache-") - 1 - 63
 
 
 class RegistryConfig(ConfigModel):
@@ -57,6 +76,14 @@ class RegistryConfig(ConfigModel):
             if variable in variables:
                 raise ValueError(f"applications {variables[variable]!r} and {app!r} map to the same CI variable {variable}; rename one")
             variables[variable] = app
+        for app in self.applications:
+            if len(app) > MAX_APPLICATION_NAME:
+                raise RuleViolation(
+                    "applications",
+                    app,
+                    f"is longer than {MAX_APPLICATION_NAME} characters: the build template's cache tag "
+                    f"'cache-<application>.<ref slug>' must fit the 128 characters of an image tag",
+                )
         if self.cache_repository in self.applications:
             raise ValueError(f"cacheRepository {self.cache_repository!r} is also an application")
         for name in self.repository_names():
