@@ -1,91 +1,141 @@
-"""Namespaces carry pinned PSA labels; RBAC created by the stack has no wildcards and no cluster-admin."""
+"""Namespaces carry pinned PSA labels; RBAC created by the stack has no wildcards, no privilege-granting
+verbs, no aggregation and no bindings to cluster-admin or to everyone. `<Kind>Patch` resources are judged
+as their kind, since a server-side-apply patch edits live objects (kube-system included)."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from common import resource_policy
+from common import resource_policy, to_plain_data
+from kubernetes_kinds import is_kind, kube_kind, objects
 from marks import JOB_SECURITY_MODE_ANNOTATION, PSA_LABEL_PREFIX
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
 LEVELS = ("privileged", "baseline", "restricted")
-PINNED_VERSION = re.compile(r"^v1\.[0-9]+$")
-ROLE_TYPES = ("kubernetes:rbac.authorization.k8s.io/v1:Role", "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
-BINDING_TYPES = ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+PINNED_VERSION = re.compile(r"v1\.[0-9]+")
+RBAC = "rbac.authorization.k8s.io"
+# Verbs that let a subject grant itself more than its role: escalate (edit roles beyond its own
+# rights), bind (bind any role), impersonate (act as any user, group or service account).
+# Ref: https://kubernetes.io/docs/concepts/security/rbac-good-practices/#privilege-escalation-risks
+ESCALATING_VERBS = frozenset({"escalate", "bind", "impersonate"})
+# Roles that grant (nearly) everything in their scope.
+SUPERUSER_ROLES = frozenset({"cluster-admin", "admin", "edit"})
+# Subjects that mean "everyone" (or the cluster's own superusers).
+# Ref: https://kubernetes.io/docs/reference/access-authn-authz/rbac/#default-roles-and-role-bindings
+EVERYONE = frozenset({"system:unauthenticated", "system:anonymous", "system:authenticated", "system:masters"})
+
+
+def _namespaces(args: ResourceValidationArgs) -> list[tuple[str, dict[str, Any], bool]]:
+    found = kube_kind(args.resource_type, args.props)
+    if not is_kind(args.resource_type, "core", "Namespace", args.props) or found is None:
+        return []
+    return [(where, dict(obj.get("metadata") or {}), found.patch) for where, obj in objects(args.resource_type, args.props)]
 
 
 def _namespace_labels(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != "kubernetes:core/v1:Namespace":
-        return
-    meta = args.props.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    enforce = labels.get(f"{PSA_LABEL_PREFIX}/enforce")
-    if enforce not in LEVELS:
-        report_violation(
-            f"namespace {meta.get('name')!r}: label {PSA_LABEL_PREFIX}/enforce must be one of {list(LEVELS)} (is {enforce!r})", None
-        )
-    version = labels.get(f"{PSA_LABEL_PREFIX}/enforce-version")
-    if not PINNED_VERSION.match(str(version or "")):
-        report_violation(
-            f"namespace {meta.get('name')!r}: label {PSA_LABEL_PREFIX}/enforce-version must pin a version like v1.33 (is {version!r})", None
-        )
+    for _, meta, patch in _namespaces(args):
+        labels = meta.get("labels") or {}
+        name = meta.get("name")
+        if patch:
+            # A patch changes a live namespace whose other labels the pack cannot see: it may only pin
+            # PSA labels to 'restricted', never set a weaker level (that would relax kube-system, say).
+            for key, value in labels.items():
+                if key.startswith(f"{PSA_LABEL_PREFIX}/") and not key.endswith("-version") and value != "restricted":
+                    report_violation(
+                        f"NamespacePatch {name!r} sets {key}={value!r}: a patch may only tighten Pod Security to 'restricted'; "
+                        "PSA levels of the stack's namespaces come from Namespace resources",
+                        None,
+                    )
+            continue
+        enforce = labels.get(f"{PSA_LABEL_PREFIX}/enforce")
+        if enforce not in LEVELS:
+            report_violation(f"namespace {name!r}: label {PSA_LABEL_PREFIX}/enforce must be one of {list(LEVELS)} (is {enforce!r})", None)
+        version = labels.get(f"{PSA_LABEL_PREFIX}/enforce-version")
+        if not PINNED_VERSION.fullmatch(str(version or "")):
+            report_violation(
+                f"namespace {name!r}: label {PSA_LABEL_PREFIX}/enforce-version must pin a version like v1.33 (is {version!r})", None
+            )
 
 
 def _privileged_only_acknowledged(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != "kubernetes:core/v1:Namespace":
-        return
-    meta = args.props.get("metadata") or {}
-    if (meta.get("labels") or {}).get(f"{PSA_LABEL_PREFIX}/enforce") != "privileged":
-        return
-    if (meta.get("annotations") or {}).get(JOB_SECURITY_MODE_ANNOTATION) != "unconfined":
-        report_violation(
-            f"namespace {meta.get('name')!r} enforces PSA 'privileged' without the acknowledged "
-            f"unconfined job security mode (annotation {JOB_SECURITY_MODE_ANNOTATION}=unconfined)",
-            None,
-        )
+    for _, meta, patch in _namespaces(args):
+        if (meta.get("labels") or {}).get(f"{PSA_LABEL_PREFIX}/enforce") != "privileged":
+            continue
+        if patch or (meta.get("annotations") or {}).get(JOB_SECURITY_MODE_ANNOTATION) != "unconfined":
+            report_violation(
+                f"namespace {meta.get('name')!r} enforces PSA 'privileged' without the acknowledged "
+                f"unconfined job security mode (annotation {JOB_SECURITY_MODE_ANNOTATION}=unconfined on a Namespace resource)",
+                None,
+            )
+
+
+def _rules(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
+    if not (is_kind(args.resource_type, RBAC, "Role", args.props) or is_kind(args.resource_type, RBAC, "ClusterRole", args.props)):
+        return []
+    return [(where, obj) for where, obj in objects(args.resource_type, args.props)]
 
 
 def _no_wildcards(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type not in ROLE_TYPES:
-        return
-    for index, rule in enumerate(args.props.get("rules") or []):
-        for field in ("verbs", "resources", "apiGroups"):
-            if "*" in list(rule.get(field) or []):
-                report_violation(f"rules[{index}].{field} contains '*'", None)
+    for where, role in _rules(args):
+        prefix = f"{where}." if where else ""
+        if role.get("aggregationRule") is not None:
+            report_violation(
+                f"{prefix}aggregationRule pulls in the rules of every ClusterRole its selectors match (cluster-admin's too)", None
+            )
+        for index, rule in enumerate(role.get("rules") or []):
+            for field in ("verbs", "resources", "apiGroups", "resourceNames", "nonResourceURLs"):
+                for value in to_plain_data(rule.get(field) or []):
+                    if "*" in str(value):
+                        report_violation(f"{prefix}rules[{index}].{field} contains a wildcard ({value!r})", None)
+            for verb in to_plain_data(rule.get("verbs") or []):
+                if str(verb).lower() in ESCALATING_VERBS:
+                    report_violation(f"{prefix}rules[{index}].verbs grants {verb!r}, which escalates beyond the role", None)
 
 
-def _no_cluster_admin(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type not in BINDING_TYPES:
+def _no_superuser_bindings(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    binding = is_kind(args.resource_type, RBAC, "ClusterRoleBinding", args.props) or is_kind(
+        args.resource_type, RBAC, "RoleBinding", args.props
+    )
+    if not binding:
         return
-    ref = args.props.get("roleRef") or {}
-    if ref.get("kind") == "ClusterRole" and ref.get("name") == "cluster-admin":
-        report_violation(f"{args.resource_type.split(':')[-1]} binds cluster-admin", None)
+    for where, obj in objects(args.resource_type, args.props):
+        prefix = f"{where}: " if where else ""
+        ref = obj.get("roleRef") or {}
+        if ref.get("kind") == "ClusterRole" and ref.get("name") in SUPERUSER_ROLES:
+            report_violation(f"{prefix}{args.resource_type.split(':')[-1]} binds the ClusterRole {ref.get('name')!r}", None)
+        for subject in obj.get("subjects") or []:
+            name = str(subject.get("name"))
+            if name in EVERYONE or (name.startswith("system:serviceaccounts") and subject.get("kind") == "Group"):
+                report_violation(
+                    f"{prefix}binds {subject.get('kind')} {name!r}, which stands for everyone (or every service account)", None
+                )
 
 
 def policies() -> list:
     return [
         resource_policy(
             "kubernetes-namespace-psa-labels",
-            "Namespaces must carry a Pod Security enforce label with a pinned version.",
-            "Add pod-security.kubernetes.io/enforce and enforce-version: v1.xx labels.",
+            "Namespaces must carry a Pod Security enforce label with a pinned version; a NamespacePatch may only tighten to restricted.",
+            "Add pod-security.kubernetes.io/enforce and enforce-version: v1.xx labels; do not relax namespaces with patches.",
             _namespace_labels,
         ),
         resource_policy(
             "kubernetes-namespace-privileged-acknowledged",
-            "PSA level 'privileged' only for a job namespace in the acknowledged unconfined mode.",
+            "PSA level 'privileged' only for a job namespace in the acknowledged unconfined mode (never through a patch).",
             "Use jobSecurityMode 'baseline', or acknowledge 'unconfined' in stack config.",
             _privileged_only_acknowledged,
         ),
         resource_policy(
             "kubernetes-rbac-no-wildcards",
-            "Roles and ClusterRoles must not use '*' verbs, resources or API groups.",
-            "List the exact verbs and resources (see components/kube_documents.py).",
+            "Roles and ClusterRoles (and their patches) must not use wildcards, aggregation, or the escalate/bind/impersonate verbs.",
+            "List the exact verbs and resources (see components/rbac_documents.py).",
             _no_wildcards,
         ),
         resource_policy(
             "kubernetes-rbac-no-cluster-admin",
-            "Nothing may be bound to cluster-admin.",
-            "Bind a least-privilege Role instead.",
-            _no_cluster_admin,
+            "Nothing may be bound to cluster-admin, admin or edit, and no binding may name everyone (system:unauthenticated, ...).",
+            "Bind a least-privilege Role to named service accounts instead.",
+            _no_superuser_bindings,
         ),
     ]

@@ -375,31 +375,3 @@ def violations(spec: Pod, meta: Pod, level: Level = "restricted") -> dict[str, l
             if found:
                 result[control.name] = found
     return result
-
-
-# Where each workload kind keeps its pod template.
-# Ref: https://kubernetes.io/docs/concepts/workloads/ (PodTemplateSpec at spec.template, CronJob at spec.jobTemplate.spec.template)
-POD_TEMPLATE_PATHS: dict[str, tuple[str, ...] | None] = {
-    "kubernetes:core/v1:Pod": None,  # the resource is the pod
-    "kubernetes:core/v1:PodTemplate": ("template",),
-    "kubernetes:core/v1:ReplicationController": ("spec", "template"),
-    "kubernetes:apps/v1:Deployment": ("spec", "template"),
-    "kubernetes:apps/v1:StatefulSet": ("spec", "template"),
-    "kubernetes:apps/v1:DaemonSet": ("spec", "template"),
-    "kubernetes:apps/v1:ReplicaSet": ("spec", "template"),
-    "kubernetes:batch/v1:Job": ("spec", "template"),
-    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
-
-
-def pod_of(resource_type: str, props: Mapping[str, Any]) -> tuple[Pod, Pod] | None:
-    """(pod spec, pod metadata) of a workload resource, or None for other types."""
-    if resource_type not in POD_TEMPLATE_PATHS:
-        return None
-    path = POD_TEMPLATE_PATHS[resource_type]
-    template: Any = props
-    for key in path or ():
-        template = template.get(key) if isinstance(template, Mapping) else None
-    if not isinstance(template, Mapping):
-        return {}, {}
-    return template.get("spec") or {}, template.get("metadata") or {}

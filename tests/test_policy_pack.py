@@ -53,15 +53,18 @@ OTHER_MANDATORY = [
     "kubernetes-namespace-privileged-acknowledged",
     "kubernetes-rbac-no-wildcards",
     "kubernetes-rbac-no-cluster-admin",
+    "kubernetes-workload-kind-understood",
     "kubernetes-job-egress-blocks-metadata",
     "kubernetes-job-deny-ingress",
     "aws-ecr-scan-on-push",
     "aws-ecr-encryption",
     "aws-ecr-immutable-tags",
     "aws-ecr-lifecycle-policy",
+    "aws-ecr-resource-policies",
     "aws-iam-no-wildcard-actions",
     "aws-iam-no-wildcard-resources",
     "aws-iam-no-admin",
+    "aws-iam-attachments-allow-listed",
     "aws-iam-oidc-trust-sub",
 ]
 OTHER_ADVISORY = ["gitlab-runner-buildkit-needs"]
@@ -257,7 +260,7 @@ def test_unknown_pod_template_fails_closed(pack: PolicyPack) -> None:
     typ, props = wrap("Deployment", COMPLIANT_POD)
     props["spec"]["template"] = UNKNOWN
     found = {d.policy: d.level for d in analyze(pack, typ, props)}
-    assert set(found) == set(BASELINE_POLICIES + RESTRICTED_POLICIES)
+    assert set(found) == {*BASELINE_POLICIES, *RESTRICTED_POLICIES, "kubernetes-workload-kind-understood"}
     assert all(level == "mandatory" for p, level in found.items() if p in BASELINE_POLICIES)
 
 
@@ -645,7 +648,7 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
             "aws:iam/userPolicyAttachment:UserPolicyAttachment",
             None,
             lambda p: p.update(policyArn="arn:aws:iam::aws:policy/AdministratorAccess"),
-            ["aws-iam-no-admin"],
+            ["aws-iam-attachments-allow-listed", "aws-iam-no-admin"],
         ),
         (
             "aws:iam/user:User",
@@ -653,7 +656,8 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
             lambda p: p.update(
                 inlinePolicies=[{"name": "x", "policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})}]
             ),
-            ["aws-iam-no-admin"],
+            # inline policies get every document check, not only the action check
+            ["aws-iam-no-wildcard-actions", "aws-iam-no-wildcard-resources"],
         ),
     ],
 )
