@@ -1,6 +1,7 @@
 """Policy pack entry point: only assembles the pack from the per-domain modules."""
 
 import aws_policies
+import helm_release_policies
 import namespace_rbac_policies
 import network_policies
 import pod_security_policies
@@ -13,6 +14,7 @@ PolicyPack(
     policies=[
         *pod_security_policies.policies(),
         *runner_release_policies.policies(),
+        *helm_release_policies.policies(),
         *namespace_rbac_policies.policies(),
         *network_policies.policies(),
         *aws_policies.policies(),

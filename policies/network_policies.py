@@ -19,7 +19,7 @@ def _job_namespaces(args: StackValidationArgs, report_violation: ReportViolation
     for r in args.resources:
         if is_runner_release(r.resource_type, r.props):
             config = checked_runner_config(r.props, report_violation, r.urn)
-            for runner in (config or {}).get("runners") or []:
+            for runner in (config.data if config else {}).get("runners") or []:
                 found.append((str((runner.get("kubernetes") or {}).get("namespace")), r.urn))
     return found
 

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pod_security_controls import APPARMOR_ANNOTATION_PREFIX
+from pod_security_controls import APPARMOR_ANNOTATION_PREFIX, violations
+from pod_spec_patches import PatchError, job_pod, patched_job_pod
 
 CONTAINER_CONTEXTS = {
     "build": "build_container_security_context",
@@ -123,8 +124,142 @@ def exception_for(
     return None
 
 
-def parse_runner_config(text: str) -> dict[str, Any]:
-    return tomllib.loads(text)
+TEMPLATE_ESCAPE = '{{ "{{" }}'  # the stack's only template action: it prints "{{"
+
+
+class RunnerConfigError(ValueError):
+    """runners.config cannot be read the way the chart and the runner read it."""
+
+
+# --- Reading config.toml as gitlab-runner does ----------------------------------------------------
+# The chart renders runners.config through Helm `tpl`, so any template action other than the stack's
+# own escape could inject lines the pack never sees. The runner decodes TOML with BurntSushi/toml,
+# which matches table and key names to its struct fields case-insensitively (Go's EqualFold: the
+# Kelvin sign and long s fold too), while map values (annotations, node selector, feature flags) keep
+# their keys. So keys are folded along a schema, a key that folds onto another is ambiguous, and a
+# key outside the schema cannot be judged.
+# Ref: https://gitlab.com/gitlab-org/charts/gitlab-runner/-/blob/v0.86.0/templates/configmap.yaml
+# Ref: https://github.com/BurntSushi/toml/blob/master/decode.go (case-insensitive field matching)
+
+ANY = "any"  # a value whose inner keys are data (maps) or judged elsewhere as a whole
+_CONTEXT: dict[str, Any] = {
+    **dict.fromkeys(
+        (
+            "privileged",
+            "allow_privilege_escalation",
+            "run_as_non_root",
+            "run_as_user",
+            "run_as_group",
+            "read_only_root_filesystem",
+            "proc_mount",
+            "seccomp_profile",
+            "app_armor_profile",
+        ),
+        ANY,
+    ),
+    "capabilities": {"add": ANY, "drop": ANY},
+}
+_RESOURCES = [f"{prefix}{kind}_{what}" for prefix in ("", "helper_", "service_") for kind in ("cpu", "memory", "ephemeral_storage") for what in ("request", "limit")]
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+
+
+SCHEMA: dict[str, Any] = {
+    "runners": ListOf(
+        {
+            **dict.fromkeys(("name", "executor", "environment"), ANY),
+            "feature_flags": ANY,
+            "kubernetes": {
+                **dict.fromkeys(
+                    (
+                        "namespace",
+                        "image",
+                        "allowed_images",
+                        "allowed_services",
+                        "helper_image",
+                        "privileged",
+                        "allow_privilege_escalation",
+                        "service_account",
+                        "automount_service_account_token",
+                        "poll_timeout",
+                        "poll_interval",
+                        "cpu_limit_overwrite_max_allowed",
+                        "memory_limit_overwrite_max_allowed",
+                        "cpu_request_overwrite_max_allowed",
+                        "memory_request_overwrite_max_allowed",
+                        "node_selector",
+                        "pod_annotations",
+                        "pod_labels",
+                        "cap_add",
+                        "cap_drop",
+                        *_RESOURCES,
+                        *UNSAFE_OVERWRITES,
+                    ),
+                    ANY,
+                ),
+                "pod_security_context": dict.fromkeys(("fs_group", "run_as_user", "run_as_group", "run_as_non_root", "supplemental_groups"), ANY),
+                **{key: _CONTEXT for key in (*CONTAINER_CONTEXTS.values(), "init_permissions_container_security_context")},
+                "volumes": {
+                    "empty_dir": ListOf(dict.fromkeys(("name", "mount_path", "medium", "size_limit"), ANY)),
+                    "host_path": ANY,  # judged whole by gitlab-runner-host-volumes
+                },
+                "pod_spec": ListOf(dict.fromkeys(("name", "patch_type", "patch"), ANY)),
+            },
+        }
+    )
+}
+
+
+@dataclass
+class RunnerConfig:
+    """config.toml as the runner reads it: keys folded, plus what the schema does not cover."""
+
+    data: dict[str, Any]
+    unknown: list[str]
+
+
+def _fold(value: Any, schema: Any, path: str, unknown: list[str]) -> Any:
+    if schema is ANY:
+        return value
+    if isinstance(schema, ListOf):
+        if not isinstance(value, list):
+            raise RunnerConfigError(f"{path} must be an array of tables")
+        return [_fold(item, schema.item, f"{path}[{i}]", unknown) for i, item in enumerate(value)]
+    if not isinstance(value, dict):
+        raise RunnerConfigError(f"{path or 'the document'} must be a table")
+    folded: dict[str, Any] = {}
+    originals: dict[str, str] = {}
+    for key, item in value.items():
+        name = str(key).casefold()
+        where = f"{path}.{key}" if path else str(key)
+        if name in folded:
+            raise RunnerConfigError(f"{where} and {originals[name]!r} are the same key to the runner (keys match case-insensitively)")
+        originals[name] = str(key)
+        if name in schema:
+            folded[name] = _fold(item, schema[name], where, unknown)
+        else:
+            folded[name] = item
+            unknown.append(where)
+    return folded
+
+
+def parse_runner_config(text: str) -> RunnerConfig:
+    """Read runners.config as the chart renders it and the runner decodes it; raises RunnerConfigError."""
+    rest = text.replace(TEMPLATE_ESCAPE, "")
+    if "{{" in rest:
+        raise RunnerConfigError(
+            "it holds a Helm template action (the chart renders runners.config with tpl); only the escape "
+            f"{TEMPLATE_ESCAPE} that prints '{{{{' is allowed"
+        )
+    try:
+        document = tomllib.loads(text.replace(TEMPLATE_ESCAPE, "{{"))
+    except tomllib.TOMLDecodeError as exc:
+        raise RunnerConfigError(f"not valid TOML: {exc}") from None
+    unknown: list[str] = []
+    return RunnerConfig(_fold(document, SCHEMA, "", unknown), unknown)
 
 
 def _kube_sections(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -132,17 +267,22 @@ def _kube_sections(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
 
 
 def runner_config_problems(
-    config: Mapping[str, Any], unconfined_namespaces: Iterable[str] = (), trusted_mirrors: Iterable[str] = ()
+    config: RunnerConfig | Mapping[str, Any], unconfined_namespaces: Iterable[str] = (), trusted_mirrors: Iterable[str] = ()
 ) -> dict[str, list[str]]:
-    """{policy name: messages} for a parsed config.toml. `trusted_mirrors`: registries (policy config
-    `trustedBuildkitMirrors`) whose moby/buildkit images count as rootless BuildKit, besides Docker Hub."""
+    """{policy name: messages} for a config.toml read by parse_runner_config. `trusted_mirrors`: registries
+    (policy config `trustedBuildkitMirrors`) whose moby/buildkit images count as rootless BuildKit."""
     problems: dict[str, list[str]] = {}
     trusted_mirrors = [str(m) for m in trusted_mirrors]
+    data = config.data if isinstance(config, RunnerConfig) else config
 
     def add(policy: str, message: str) -> None:
         problems.setdefault(policy, []).append(message)
 
-    for where, kube in _kube_sections(config):
+    if isinstance(config, RunnerConfig):
+        for where in config.unknown:
+            add("gitlab-runner-config-understood", f"{where} is not a setting the pack models, so it cannot be judged")
+
+    for where, kube in _kube_sections(data):
         image = str(kube.get("image", ""))
         images = job_images(kube)
         namespace = str(kube.get("namespace", ""))
@@ -150,8 +290,8 @@ def runner_config_problems(
         def allowed(relaxation: str, container: str) -> bool:
             return exception_for(relaxation, container, images, namespace, unconfined_namespaces, trusted_mirrors) is not None
 
-        if kube.get("privileged") is True:
-            add("gitlab-runner-privileged", f"{where}.kubernetes.privileged = true")
+        if kube.get("privileged") is not False and kube.get("privileged") is not None:
+            add("gitlab-runner-privileged", f"{where}.kubernetes.privileged = {json.dumps(kube.get('privileged'))}")
         if kube.get("allow_privilege_escalation") is True:
             add("gitlab-runner-privilege-escalation", f"{where}.kubernetes.allow_privilege_escalation = true applies to every container")
         if kube.get("cap_add"):
@@ -179,6 +319,11 @@ def runner_config_problems(
                     "gitlab-runner-buildkit-needs",
                     f"{where}.kubernetes.{key}.allow_privilege_escalation = false breaks rootlesskit (newuidmap: Could not set caps)",
                 )
+        init = kube.get("init_permissions_container_security_context") or {}
+        if init.get("privileged") is True:
+            add("gitlab-runner-privileged", f"{where}.kubernetes.init_permissions_container_security_context.privileged = true")
+        if (init.get("capabilities") or {}).get("add"):
+            add("gitlab-runner-capabilities", f"{where}.kubernetes.init_permissions_container_security_context.capabilities.add")
         for key in UNSAFE_OVERWRITES:
             if kube.get(key):
                 add("gitlab-runner-overwrites", f"{where}.kubernetes.{key} = {kube[key]!r} lets a job relax its pod")
@@ -186,9 +331,16 @@ def runner_config_problems(
         if volumes.get("host_path"):
             names = [v.get("name") for v in volumes["host_path"]]
             add("gitlab-runner-host-volumes", f"{where}.kubernetes.volumes.host_path {names}")
-        if kube.get("pod_security_context", {}).get("run_as_user") == 0:
+        if (kube.get("pod_security_context") or {}).get("run_as_user") == 0:
             add("gitlab-runner-privileged", f"{where}.kubernetes.pod_security_context.run_as_user = 0")
-        for container, profile in unconfined_profiles(kube):
+        try:
+            patched_spec, meta = patched_job_pod(kube)
+        except PatchError as exc:
+            add("gitlab-runner-pod-spec-patches", f"{where}.kubernetes.pod_spec: {exc}")
+            continue
+        for message in introduced_by_patches(kube, patched_spec, meta):
+            add("gitlab-runner-pod-spec-patches", f"{where}.kubernetes.pod_spec: {message}")
+        for container, profile in unconfined_profiles(kube, patched_spec):
             if not allowed("unconfined_profiles", container):
                 add(
                     "gitlab-runner-unconfined-profiles",
@@ -197,36 +349,50 @@ def runner_config_problems(
     return problems
 
 
-def unconfined_profiles(kube: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(container, what) for every Unconfined AppArmor/seccomp setting the runner would apply."""
+# Controls judged on the patched pod here; seccomp and AppArmor go through the unconfined-profiles
+# policy instead, which knows the BuildKit exception.
+_PROFILE_CONTROLS = ("kubernetes-pod-seccomp-baseline", "kubernetes-pod-apparmor")
+
+
+def introduced_by_patches(kube: Mapping[str, Any], patched_spec: Mapping[str, Any], meta: Mapping[str, Any]) -> list[str]:
+    """Pod Security baseline violations the pod_spec patches add to the job pod the runner builds."""
+    if not kube.get("pod_spec"):
+        return []
+    before_spec, before_meta = job_pod(kube)
+    before = violations(before_spec, before_meta, "baseline")
+    after = violations(patched_spec, meta, "baseline")
+    return [
+        f"{control}: {message}"
+        for control, messages in after.items()
+        if control not in _PROFILE_CONTROLS
+        for message in messages
+        if message not in before.get(control, [])
+    ]
+
+
+def unconfined_profiles(kube: Mapping[str, Any], patched_spec: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(container, what) for every AppArmor/seccomp setting other than RuntimeDefault/Localhost the runner
+    would apply: the AppArmor annotations, and the profiles of the pod after its pod_spec patches."""
     found = []
     for key, value in (kube.get("pod_annotations") or {}).items():
         if key.startswith(APPARMOR_ANNOTATION_PREFIX) and value not in ("runtime/default",) and not str(value).startswith("localhost/"):
             found.append((key.removeprefix(APPARMOR_ANNOTATION_PREFIX), f"AppArmor annotation {value!r}"))
-    for patch in kube.get("pod_spec") or []:
-        text = str(patch.get("patch", ""))
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError:
-            document = None
-        if isinstance(document, dict):
-            if _seccomp_type(document.get("securityContext")) == "Unconfined":
-                found.append(("*", f"pod_spec patch {patch.get('name')!r} sets pod seccomp Unconfined"))
-            for container in document.get("containers") or []:
-                if _seccomp_type(container.get("securityContext")) == "Unconfined":
-                    found.append((container.get("name", "?"), f"pod_spec patch {patch.get('name')!r} sets seccomp Unconfined"))
-        elif "Unconfined" in text:  # not JSON (YAML or a JSON patch): fail closed on the word
-            found.append(("*", f"pod_spec patch {patch.get('name')!r} mentions Unconfined"))
+    spec = patched_spec if patched_spec is not None else job_pod(kube)[0]
+    for field in ("seccompProfile", "appArmorProfile"):
+        pod_type = ((spec.get("securityContext") or {}).get(field) or {}).get("type")
+        if pod_type not in (None, "RuntimeDefault", "Localhost"):
+            found.append(("*", f"pod {field} {pod_type!r}"))
+        for group in ("containers", "initContainers", "ephemeralContainers"):
+            for container in spec.get(group) or []:
+                kind = ((container.get("securityContext") or {}).get(field) or {}).get("type")
+                if kind not in (None, "RuntimeDefault", "Localhost"):
+                    found.append((str(container.get("name", "?")), f"{field} {kind!r}"))
     for key in ("seccomp_profile", "app_armor_profile"):  # native fields from runner 18.11
         for container in ("build", "helper", "service"):
             ctx = kube.get(CONTAINER_CONTEXTS[container]) or {}
-            if str(_get_type(ctx.get(key))).lower() == "unconfined":
-                found.append((container, f"{key} Unconfined"))
+            if str(_get_type(ctx.get(key))).lower() not in ("none", "runtimedefault", "localhost"):
+                found.append((container, f"{key} {_get_type(ctx.get(key))!r}"))
     return found
-
-
-def _seccomp_type(ctx: Any) -> Any:
-    return (ctx or {}).get("seccompProfile", {}).get("type") if isinstance(ctx, dict) else None
 
 
 def _get_type(value: Any) -> Any:

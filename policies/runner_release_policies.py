@@ -1,4 +1,4 @@
-"""The gitlab-runner Helm release: its config.toml and its manager pod."""
+"""The gitlab-runner Helm release: its config.toml, read as the runner reads it, and its manager pod."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 from common import ADVISORY, resource_policy, stack_policy, to_plain_data
 from marks import JOB_SECURITY_MODE_ANNOTATION, PSA_ENFORCE
 from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, StackValidationArgs
-from runner_config_checks import manager_context_problems, parse_runner_config, runner_config_problems
+from runner_config_checks import RunnerConfig, manager_context_problems, parse_runner_config, runner_config_problems
 
-RELEASE_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart")
+RELEASE_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v3:Chart", "kubernetes:helm.sh/v4:Chart")
 UNCONFINED_POLICY = "gitlab-runner-unconfined-profiles"
 
 RUNNER_POLICIES = {
@@ -28,6 +28,14 @@ RUNNER_POLICIES = {
         "Remove the *_overwrite_allowed settings.",
     ),
     "gitlab-runner-host-volumes": ("Job pods must not mount host paths.", "Remove [[runners.kubernetes.volumes.host_path]]."),
+    "gitlab-runner-config-understood": (
+        "Every key of runners.config must be a setting the pack models (keys matched case-insensitively, as the runner does).",
+        "Remove the setting, or model it in policies/runner_config_checks.py SCHEMA with its checks.",
+    ),
+    "gitlab-runner-pod-spec-patches": (
+        "pod_spec patches, applied to the job pod as the runner applies them, must not add any Pod Security baseline violation.",
+        "Remove the patch; set container settings through the native config.toml fields.",
+    ),
 }
 
 
@@ -51,23 +59,25 @@ def trusted_mirrors(args: ResourceValidationArgs | StackValidationArgs) -> list[
 
 
 def is_runner_release(resource_type: str, props: Mapping[str, Any]) -> bool:
-    return resource_type in RELEASE_TYPES and str(props.get("chart", "")).split("/")[-1] == "gitlab-runner"
+    """Any Helm release or chart of gitlab-runner, however the chart is named (repo/name, a local path, a
+    .tgz, an OCI reference): the runner checks read it whether or not the chart allow-list admits it."""
+    return resource_type in RELEASE_TYPES and "gitlab-runner" in str(props.get("chart", "")).lower()
 
 
-def runner_config(props: Mapping[str, Any]) -> dict[str, Any]:
+def runner_config(props: Mapping[str, Any]) -> RunnerConfig:
     values = props.get("values") or {}
     text = (values.get("runners") or {}).get("config")
     if text is None:
-        return {}
+        return RunnerConfig({}, [])
     return parse_runner_config(str(text))
 
 
-def checked_runner_config(props: Mapping[str, Any], report_violation: ReportViolation, urn: str | None = None) -> dict[str, Any] | None:
-    """The parsed config, or None after reporting it: TOML that cannot be parsed cannot pass a check."""
+def checked_runner_config(props: Mapping[str, Any], report_violation: ReportViolation, urn: str | None = None) -> RunnerConfig | None:
+    """The config as the runner reads it, or None after reporting it: what cannot be read cannot pass a check."""
     try:
         return runner_config(props)
     except ValueError as exc:
-        report_violation(f"runners.config is not valid TOML, so it cannot be checked: {exc}", urn)
+        report_violation(f"runners.config cannot be read as the runner reads it, so it cannot be checked: {exc}", urn)
         return None
 
 

@@ -47,8 +47,13 @@ OTHER_MANDATORY = [
     "gitlab-runner-capabilities",
     "gitlab-runner-overwrites",
     "gitlab-runner-host-volumes",
+    "gitlab-runner-config-understood",
+    "gitlab-runner-pod-spec-patches",
     "gitlab-runner-manager-restricted",
     "gitlab-runner-unconfined-profiles",
+    "helm-release-allow-listed",
+    "gitlab-runner-values-allow-listed",
+    "gitlab-runner-namespaces",
     "kubernetes-namespace-psa-labels",
     "kubernetes-namespace-privileged-acknowledged",
     "kubernetes-rbac-no-wildcards",
@@ -358,6 +363,8 @@ RUNNER_CONFIG_POLICIES = [
     "gitlab-runner-capabilities",
     "gitlab-runner-overwrites",
     "gitlab-runner-host-volumes",
+    "gitlab-runner-config-understood",
+    "gitlab-runner-pod-spec-patches",
 ]
 
 
@@ -417,6 +424,7 @@ def runner_toml_edit(edit: Callable[[str], str]) -> Callable[[dict[str, Any]], N
                 [
                     *RUNNER_CONFIG_POLICIES,
                     "gitlab-runner-unconfined-profiles",
+                    "gitlab-runner-namespaces",
                     "kubernetes-job-deny-ingress",
                     "kubernetes-job-egress-blocks-metadata",
                 ]
@@ -568,7 +576,7 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
             "kubernetes:core/v1:Namespace",
             "runner-manager",
             lambda p: p["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "privileged"}),
-            ["kubernetes-namespace-privileged-acknowledged"],
+            ["gitlab-runner-namespaces", "kubernetes-namespace-privileged-acknowledged"],
         ),
         (
             "kubernetes:rbac.authorization.k8s.io/v1:Role",
