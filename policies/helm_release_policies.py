@@ -129,7 +129,9 @@ def _runner_namespaces(args: StackValidationArgs, report_violation: ReportViolat
             continue
         manager = str(release.props.get("namespace") or "")
         if namespaces.get(manager) != "restricted":
-            report_violation(f"the runner manager's namespace {manager!r} is not a Namespace of this stack enforcing PSA 'restricted'", release.urn)
+            report_violation(
+                f"the runner manager's namespace {manager!r} is not a Namespace of this stack enforcing PSA 'restricted'", release.urn
+            )
         config = checked_runner_config(release.props, report_violation, release.urn)
         job_namespaces = {str((r.get("kubernetes") or {}).get("namespace")) for r in (config.data if config else {}).get("runners") or []}
         chart_jobs = ((release.props.get("values") or {}).get("runners") or {}).get("jobNamespace")

@@ -200,7 +200,12 @@ def job_pod(kube: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     spec: dict[str, Any] = {
         "securityContext": {
             key: pod_context[name]
-            for key, name in (("fsGroup", "fs_group"), ("runAsUser", "run_as_user"), ("runAsGroup", "run_as_group"), ("runAsNonRoot", "run_as_non_root"))
+            for key, name in (
+                ("fsGroup", "fs_group"),
+                ("runAsUser", "run_as_user"),
+                ("runAsGroup", "run_as_group"),
+                ("runAsNonRoot", "run_as_non_root"),
+            )
             if name in pod_context
         },
         "containers": [
@@ -210,9 +215,7 @@ def job_pod(kube: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         "initContainers": [
             {"name": "init-permissions", "securityContext": _context(kube.get("init_permissions_container_security_context"))}
         ],
-        "volumes": [
-            {"name": volume.get("name"), "emptyDir": {}} for volume in (kube.get("volumes") or {}).get("empty_dir") or []
-        ]
+        "volumes": [{"name": volume.get("name"), "emptyDir": {}} for volume in (kube.get("volumes") or {}).get("empty_dir") or []]
         + [
             {"name": volume.get("name"), "hostPath": {"path": volume.get("host_path") or volume.get("mount_path")}}
             for volume in (kube.get("volumes") or {}).get("host_path") or []

@@ -159,7 +159,12 @@ _CONTEXT: dict[str, Any] = {
     ),
     "capabilities": {"add": ANY, "drop": ANY},
 }
-_RESOURCES = [f"{prefix}{kind}_{what}" for prefix in ("", "helper_", "service_") for kind in ("cpu", "memory", "ephemeral_storage") for what in ("request", "limit")]
+_RESOURCES = [
+    f"{prefix}{kind}_{what}"
+    for prefix in ("", "helper_", "service_")
+    for kind in ("cpu", "memory", "ephemeral_storage")
+    for what in ("request", "limit")
+]
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,9 @@ SCHEMA: dict[str, Any] = {
                     ),
                     ANY,
                 ),
-                "pod_security_context": dict.fromkeys(("fs_group", "run_as_user", "run_as_group", "run_as_non_root", "supplemental_groups"), ANY),
+                "pod_security_context": dict.fromkeys(
+                    ("fs_group", "run_as_user", "run_as_group", "run_as_non_root", "supplemental_groups"), ANY
+                ),
                 **{key: _CONTEXT for key in (*CONTAINER_CONTEXTS.values(), "init_permissions_container_security_context")},
                 "volumes": {
                     "empty_dir": ListOf(dict.fromkeys(("name", "mount_path", "medium", "size_limit"), ANY)),

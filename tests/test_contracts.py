@@ -51,3 +51,61 @@ def test_pack_metadata_addresses_are_the_stacks_default_exclusions() -> None:
     for address in network_policies.METADATA_ADDRESSES:
         assert any(address in network for network in stack_side), f"{address} is not excluded by the stack's default metadataCidrs"
     assert len(stack_side) == len(network_policies.METADATA_ADDRESSES)
+
+
+FULL_RUNNER = {
+    "scope": {"type": "project_type", "projectId": 1},
+    "managerImageTag": "alpine-v18.9.0",
+    "helperImage": "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v18.9.0",
+    "nodeSelector": {"kubernetes.io/arch": "amd64"},
+    "cpuLimitOverwriteMax": "8",
+    "memoryLimitOverwriteMax": "16Gi",
+    "allowedServices": ["postgres:16*"],
+    "jobSecurityMode": "unconfined",
+    "acknowledgeUnconfined": True,
+}
+
+
+def _full_config():  # type: ignore[no-untyped-def]
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_config
+
+    from components.config import parse_config
+
+    return parse_config(make_config(runner=FULL_RUNNER))
+
+
+def test_pack_values_allow_list_covers_every_value_the_stack_writes() -> None:
+    import helm_release_policies
+
+    from components.helm_values import build_helm_values
+
+    cfg = _full_config()
+    values = build_helm_values(
+        cfg.runner,
+        gitlab_url=cfg.gitlab.url,
+        job_namespace=cfg.kubernetes.job_namespace,
+        secret_name="s",
+        service_account="sa",
+        runner_config_toml="x",
+        pod_annotations={marks.RUNNER_ID_ANNOTATION: "1"},
+    )
+    assert list(helm_release_policies.value_problems(values)) == []
+    assert list(helm_release_policies.value_problems({**values, "envVars": []})) == [
+        "values.envVars is not a value the stack sets (the chart would take settings from it)"
+    ]
+
+
+def test_pack_config_toml_schema_covers_every_key_the_stack_writes() -> None:
+    import sys
+
+    from components.runner_config import render_toml
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import runner_config_of
+
+    config = runner_config_checks.parse_runner_config(render_toml(runner_config_of(_full_config())))
+    assert config.unknown == []
+    assert "gitlab-runner-config-understood" not in runner_config_checks.runner_config_problems(config)

@@ -436,3 +436,290 @@ EXCLUDE = "IMMUTABLE_WITH_EXCLUSION"
 def test_exclusion_filters_do_not_count_as_immutable(pack: PolicyPack, changes: dict, expected: list[str]) -> None:
     assert mandatory_of(pack, REPO, REPO_BASE) == []
     assert mandatory_of(pack, REPO, {**REPO_BASE, **changes}) == expected
+
+
+# --- Classes 2-5: the runner release ---------------------------------------------------------------
+
+from test_policy_pack import RELEASE, replace, runner_toml_edit, stack_resources  # noqa: E402
+
+from verify.harness import run_stack  # noqa: E402
+from verify.policy_client import ResourceInput  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dev_stack() -> list[ResourceInput]:
+    return stack_resources(run_stack("dev"))
+
+
+def stack_mandatory(pack: PolicyPack, resources: list[ResourceInput]) -> list[str]:
+    return sorted({d.policy for d in pack.analyze_all(resources) if d.level == "mandatory"})
+
+
+def release_change(change: Any) -> Any:
+    def apply(props: dict[str, Any]) -> None:
+        change(props)
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: p.update(chart="./charts/gitlab-runner"),  # a local copy of the same chart
+        lambda p: p.update(chart="gitlab-runner-0.86.0.tgz"),
+        lambda p: p.update(chart="oci://registry.example.com/charts/gitlab-runner"),
+        lambda p: p.update(version="0.87.0"),
+        lambda p: p.update(repositoryOpts={"repo": "https://charts.example.com"}),
+        lambda p: p.update(chart="other/gitlab-runner"),
+    ],
+)
+def test_runner_chart_only_from_the_allow_listed_source(pack: PolicyPack, dev_stack: list[ResourceInput], change: Any) -> None:
+    assert stack_mandatory(pack, dev_stack) == []
+    assert stack_mandatory(pack, replace(dev_stack, RELEASE, change)) == ["helm-release-allow-listed"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"securityContext": {"privileged": True}},  # any other chart turning on privileged
+        {"podSecurityPolicy": {"enabled": True}},
+        {},
+    ],
+)
+def test_other_charts_are_not_allow_listed(pack: PolicyPack, values: dict) -> None:
+    props = {"chart": "nginx", "version": "1.0.0", "repositoryOpts": {"repo": "https://charts.example.com"}, "values": values}
+    for typ in (RELEASE, "kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Chart"):
+        assert mandatory_of(pack, typ, props) == ["helm-release-allow-listed"]
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda v: v.update(envVars=[{"name": "KUBERNETES_PRIVILEGED", "value": "true"}]), "values.envVars"),
+        (lambda v: v.update(extraEnv={"KUBERNETES_CAP_ADD": "SYS_ADMIN"}), "values.extraEnv"),
+        (lambda v: v.update(extraEnvFrom={"X": {"secretKeyRef": {"name": "s", "key": "k"}}}), "values.extraEnvFrom"),
+        (lambda v: v.update(extraObjects=[{"apiVersion": "v1", "kind": "Pod"}]), "values.extraObjects"),
+        (lambda v: v.update(extraContainers=[{"name": "x", "securityContext": {"privileged": True}}]), "values.extraContainers"),
+        (lambda v: v["runners"].update(configPath="/etc/gitlab-runner/other.toml"), "values.runners.configPath"),
+        (lambda v: v["rbac"].update(create=True), "values.rbac.create must be False"),
+        (lambda v: v["rbac"].update(clusterWideAccess=True), "values.rbac.clusterWideAccess"),
+        (lambda v: v.update(hostNetwork=True), "values.hostNetwork"),
+        (
+            lambda v: v["securityContext"].update(capabilities={"add": ["SYS_ADMIN"], "drop": ["ALL"]}),
+            "values.securityContext.capabilities.add",
+        ),
+        (
+            lambda v: v["podAnnotations"].update({"container.apparmor.security.beta.kubernetes.io/gitlab-runner": "unconfined"}),
+            "values.podAnnotations.container.apparmor",
+        ),
+        (
+            lambda v: v.update(image={"registry": "evil.example", "image": "gitlab-org/gitlab-runner", "tag": "x"}),
+            "values.image.registry must be",
+        ),
+        (lambda v: v["resources"]["limits"].update({"nvidia.com/gpu": "1"}), "values.resources.limits.nvidia.com/gpu"),
+    ],
+)
+def test_runner_values_outside_the_allow_list_are_rejected(
+    pack: PolicyPack, dev_stack: list[ResourceInput], change: Any, fragment: str
+) -> None:
+    changed = replace(dev_stack, RELEASE, lambda p: change(p["values"]))
+    found = [d for d in pack.analyze_all(changed) if d.level == "mandatory"]
+    assert "gitlab-runner-values-allow-listed" in {d.policy for d in found}
+    assert any(fragment in d.message for d in found if d.policy == "gitlab-runner-values-allow-listed"), [d.message for d in found]
+
+
+@pytest.mark.parametrize("field", ["valueYamlFiles", "postrender"])
+def test_release_inputs_the_pack_cannot_read_are_rejected(pack: PolicyPack, dev_stack: list[ResourceInput], field: str) -> None:
+    value = ["values-override.yaml"] if field == "valueYamlFiles" else "/usr/local/bin/kustomize-wrapper"
+    changed = replace(dev_stack, RELEASE, lambda p: p.update({field: value}))
+    assert stack_mandatory(pack, changed) == ["gitlab-runner-values-allow-listed"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda p: p.update(namespace="kube-system"), ["gitlab-runner-namespaces"]),
+        (lambda p: p["values"]["runners"].update(jobNamespace="default"), ["gitlab-runner-namespaces"]),
+        (lambda p: p["values"]["runners"].update(jobNamespace="gitlab-runner"), ["gitlab-runner-namespaces"]),
+        (runner_toml_edit(lambda t: t.replace('namespace = "gitlab-runner-jobs"', 'namespace = "kube-system"')), None),
+    ],
+)
+def test_runner_pods_stay_in_the_stacks_namespaces(
+    pack: PolicyPack, dev_stack: list[ResourceInput], change: Any, expected: list[str] | None
+) -> None:
+    found = stack_mandatory(pack, replace(dev_stack, RELEASE, change))
+    assert "gitlab-runner-namespaces" in found
+    if expected is not None:
+        assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        # BurntSushi/toml matches keys case-insensitively: these take effect in the runner
+        (lambda t: t.replace("privileged = false\n", "Privileged = true\n", 1), ["gitlab-runner-privileged"]),
+        (
+            lambda t: t.replace("runners.kubernetes", "runners.Kubernetes").replace("privileged = false\n", "privileged = true\n", 1),
+            ["gitlab-runner-privileged"],
+        ),
+        (lambda t: t.replace("privileged = false\n", 'privileged = false\nCap_Add = ["SYS_ADMIN"]\n', 1), ["gitlab-runner-capabilities"]),
+        # Kelvin sign and long s fold like k and s in Go's EqualFold
+        (lambda t: t.replace("privileged = false\n", '"\u212aubernetes_privileged_typo" = 1\n', 1), ["gitlab-runner-config-understood"]),
+        (
+            lambda t: t.replace("privileged = false\n", 'privileged = false\n"NAMESPACE_OVERWRITE_ALLOWED" = ".*"\n', 1),
+            ["gitlab-runner-overwrites"],
+        ),
+        # the same key twice in two spellings: which one wins is the decoder's business
+        (lambda t: t.replace("privileged = false\n", "privileged = false\nPRIVILEGED = false\n", 1), None),
+        # settings the pack does not model
+        (lambda t: t.replace("privileged = false\n", "privileged = false\nhost_aliases = []\n", 1), ["gitlab-runner-config-understood"]),
+        (lambda t: t + '\n[[runners.kubernetes.volumes.pvc]]\nname = "x"\nmount_path = "/x"\n', ["gitlab-runner-config-understood"]),
+        # Helm template actions in runners.config: rendered by the chart's tpl before the runner reads it
+        (lambda t: t + "\n{{ .Values.injected }}\n", None),
+        (lambda t: t.replace("privileged = false\n", 'privileged = {{ "true" }}\n', 1), None),
+        (lambda t: t + "\n{{- /* hidden */ -}}\n", None),
+    ],
+)
+def test_runner_config_is_read_as_the_runner_reads_it(
+    pack: PolicyPack, dev_stack: list[ResourceInput], edit: Any, expected: list[str] | None
+) -> None:
+    found = stack_mandatory(pack, replace(dev_stack, RELEASE, runner_toml_edit(edit)))
+    if expected is None:  # unreadable: every check that reads the config fails closed
+        assert {"gitlab-runner-privileged", "gitlab-runner-config-understood", "gitlab-runner-unconfined-profiles"} <= set(found)
+    else:
+        assert found == expected
+
+
+def pod_spec_patch(name: str, patch: str, patch_type: str = "strategic") -> Any:
+    block = f'\n[[runners.kubernetes.pod_spec]]\nname = "{name}"\npatch_type = "{patch_type}"\npatch = {json.dumps(patch)}\n'
+    return runner_toml_edit(lambda t: t + block)
+
+
+@pytest.mark.parametrize(
+    ("patch", "patch_type", "expected"),
+    [
+        ('{"containers": [{"name": "build", "securityContext": {"privileged": true}}]}', "strategic", ["gitlab-runner-pod-spec-patches"]),
+        (
+            '{"containers": [{"name": "sidecar", "image": "docker:dind", "securityContext": {"privileged": true}}]}',
+            "strategic",
+            ["gitlab-runner-pod-spec-patches"],
+        ),
+        ("hostPID: true", "strategic", ["gitlab-runner-pod-spec-patches"]),
+        ("volumes:\n- name: root\n  hostPath:\n    path: /\n", "strategic", ["gitlab-runner-pod-spec-patches"]),
+        ('{"hostNetwork": true}', "merge", ["gitlab-runner-pod-spec-patches"]),
+        (
+            '[{"op": "add", "path": "/containers/0/securityContext/capabilities/add", "value": ["SYS_ADMIN"]}]',
+            "json",
+            ["gitlab-runner-pod-spec-patches"],
+        ),
+        (
+            '[{"op": "replace", "path": "/initContainers/0/securityContext/privileged", "value": true}]',
+            "json",
+            ["gitlab-runner-pod-spec-patches"],
+        ),
+        # Unconfined spelled with escapes is still Unconfined once decoded
+        (
+            '{"containers": [{"name": "helper", "securityContext": {"seccompProfile": {"type": "\\u0055nconfined"}}}]}',
+            "strategic",
+            ["gitlab-runner-unconfined-profiles"],
+        ),
+        ('{"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}', "merge", ["gitlab-runner-unconfined-profiles"]),
+        # what the pack cannot apply exactly
+        ('{"$patch": "replace", "containers": []}', "strategic", ["gitlab-runner-pod-spec-patches"]),
+        ('[{"op": "add", "path": "/nonexistent/x", "value": 1}]', "json", ["gitlab-runner-pod-spec-patches"]),
+        ("{unclosed", "strategic", ["gitlab-runner-pod-spec-patches"]),
+        ('{"hostIPC": true}', "yaml-patch", ["gitlab-runner-pod-spec-patches"]),
+    ],
+)
+def test_pod_spec_patches_are_applied_to_the_job_pod(
+    pack: PolicyPack, dev_stack: list[ResourceInput], patch: str, patch_type: str, expected: list[str]
+) -> None:
+    assert stack_mandatory(pack, replace(dev_stack, RELEASE, pod_spec_patch("p", patch, patch_type))) == expected
+
+
+def test_a_harmless_patch_passes(pack: PolicyPack, dev_stack: list[ResourceInput]) -> None:
+    patch = '{"containers": [{"name": "build", "env": [{"name": "X", "value": "1"}]}], "priorityClassName": "ci"}'
+    assert stack_mandatory(pack, replace(dev_stack, RELEASE, pod_spec_patch("env", patch))) == []
+
+
+# --- Class 8: NetworkPolicy semantics ---------------------------------------------------------------
+
+NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+JOBS = "gitlab-runner-jobs"
+
+
+def add_policy(
+    resources: list[ResourceInput], spec: dict[str, Any], *, typ: str = NETPOL, namespace: str | None = JOBS, provider: dict | None = None
+) -> list[ResourceInput]:
+    metadata: dict[str, Any] = {"name": "extra"}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    extra = ResourceInput(
+        typ, "extra", f"urn:pulumi:dev::p::{typ}::extra", {"metadata": metadata, "spec": spec}, provider, "pulumi:providers:kubernetes"
+    )
+    return [*resources, extra]
+
+
+ALL_PODS: dict[str, Any] = {"podSelector": {}}
+SOME_PODS: dict[str, Any] = {"podSelector": {"matchLabels": {"pod": "runner-build"}}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        # missing policyTypes: Egress is implied by the egress rules
+        ({**SOME_PODS, "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}, ["kubernetes-job-egress-blocks-metadata"]),
+        # an empty `to` admits every destination
+        (
+            {**ALL_PODS, "policyTypes": ["Egress"], "egress": [{"to": [], "ports": [{"port": 80}]}]},
+            ["kubernetes-job-egress-blocks-metadata"],
+        ),
+        ({**SOME_PODS, "policyTypes": ["Egress"], "egress": [{}]}, ["kubernetes-job-egress-blocks-metadata"]),
+        # the Pod Identity agent (169.254.170.23) and IPv6 IMDS are metadata too
+        (
+            {**ALL_PODS, "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": "169.254.170.0/24"}}]}]},
+            ["kubernetes-job-egress-blocks-metadata"],
+        ),
+        (
+            {**ALL_PODS, "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {"cidr": "fd00:ec2::/64"}}]}]},
+            ["kubernetes-job-egress-blocks-metadata"],
+        ),
+        # ingress: missing policyTypes means Ingress; an empty `from`, or namespaceSelector {}, admits everyone
+        ({**SOME_PODS, "ingress": [{}]}, ["kubernetes-job-deny-ingress"]),
+        ({**ALL_PODS, "ingress": [{"from": [{"namespaceSelector": {}}]}]}, ["kubernetes-job-deny-ingress"]),
+        ({**ALL_PODS, "policyTypes": ["Ingress"], "ingress": [{"from": []}]}, ["kubernetes-job-deny-ingress"]),
+        # harmless additions: more denial, or egress to pods only
+        ({**ALL_PODS, "policyTypes": ["Ingress", "Egress"]}, []),
+        (
+            {
+                **ALL_PODS,
+                "policyTypes": ["Egress"],
+                "egress": [{"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "cache"}}}]}],
+            },
+            [],
+        ),
+    ],
+)
+def test_network_policies_are_judged_as_their_union_with_kubernetes_defaults(
+    pack: PolicyPack, dev_stack: list[ResourceInput], spec: dict, expected: list[str]
+) -> None:
+    assert stack_mandatory(pack, add_policy(dev_stack, spec)) == expected
+
+
+def test_network_policy_patches_count_too(pack: PolicyPack, dev_stack: list[ResourceInput]) -> None:
+    spec = {**ALL_PODS, "policyTypes": ["Egress"], "egress": [{}]}
+    assert stack_mandatory(pack, add_policy(dev_stack, spec, typ=NETPOL + "Patch")) == ["kubernetes-job-egress-blocks-metadata"]
+
+
+def test_a_policy_without_namespace_lands_in_the_providers_namespace(pack: PolicyPack, dev_stack: list[ResourceInput]) -> None:
+    spec = {**ALL_PODS, "policyTypes": ["Egress"], "egress": [{}]}
+    assert stack_mandatory(pack, add_policy(dev_stack, spec, namespace=None, provider={"namespace": JOBS})) == [
+        "kubernetes-job-egress-blocks-metadata"
+    ]
+    # without a provider namespace it lands in `default`, and does not touch the job pods
+    assert stack_mandatory(pack, add_policy(dev_stack, spec, namespace=None, provider={})) == []
+
+
+def test_isolation_needs_a_policy_selecting_every_pod(pack: PolicyPack, dev_stack: list[ResourceInput]) -> None:
+    narrowed = replace(dev_stack, NETPOL, lambda p: p["spec"].update(podSelector={"matchLabels": {"x": "y"}}), "runner-restrict-egress")
+    assert stack_mandatory(pack, narrowed) == ["kubernetes-job-egress-blocks-metadata"]

@@ -600,14 +600,14 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
             "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             "runner-restrict-egress",
             lambda p: p["spec"]["egress"][1]["to"][0]["ipBlock"].pop("except"),
-            ["kubernetes-job-egress-blocks-metadata"],
+            ["kubernetes-job-egress-blocks-metadata"] * 2,  # IMDS and the Pod Identity agent (IPv4)
         ),
         (
             "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             "runner-restrict-egress",
             lambda p: p["spec"]["egress"].append({}),
-            ["kubernetes-job-egress-blocks-metadata"] * 2,
-        ),  # IPv4 and IPv6
+            ["kubernetes-job-egress-blocks-metadata"] * 4,
+        ),  # IMDS and the Pod Identity agent, IPv4 and IPv6
         (
             "kubernetes:networking.k8s.io/v1:NetworkPolicy",
             "runner-restrict-egress",

@@ -44,6 +44,15 @@ class ResourceInput:
     name: str
     urn: str
     props: Mapping[str, Any]
+    # The resource's provider (its inputs, e.g. a Kubernetes provider's default namespace), as the CLI sends it.
+    provider: Mapping[str, Any] | None = None
+    provider_type: str = ""
+
+
+def _provider(r: ResourceInput) -> Any:
+    if r.provider is None:
+        return None
+    return analyzer_pb2.AnalyzerProviderResource(type=r.provider_type, properties=_struct(r.provider), urn="", name="provider")
 
 
 def _struct(props: Mapping[str, Any]) -> struct_pb2.Struct:
@@ -113,14 +122,19 @@ class PolicyPack:
                 policy_config[name] = analyzer_pb2.PolicyConfig(enforcementLevel=level, properties=_struct(props))
         self._stub.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig=policy_config))
 
-    def analyze(self, resource_type: str, props: Mapping[str, Any], name: str = "test", urn: str | None = None) -> list[Diagnostic]:
+    def analyze(
+        self, resource_type: str, props: Mapping[str, Any], name: str = "test", urn: str | None = None, provider: Any = None
+    ) -> list[Diagnostic]:
         urn = urn or f"urn:pulumi:test::{PROJECT}::{resource_type}::{name}"
-        request = analyzer_pb2.AnalyzeRequest(type=resource_type, properties=_struct(props), urn=urn, name=name)
+        request = analyzer_pb2.AnalyzeRequest(type=resource_type, properties=_struct(props), urn=urn, name=name, provider=provider)
         return _diagnostics(self._stub.Analyze(request))
 
     def analyze_stack(self, resources: Iterable[ResourceInput]) -> list[Diagnostic]:
         request = analyzer_pb2.AnalyzeStackRequest(
-            resources=[analyzer_pb2.AnalyzerResource(type=r.type, name=r.name, urn=r.urn, properties=_struct(r.props)) for r in resources]
+            resources=[
+                analyzer_pb2.AnalyzerResource(type=r.type, name=r.name, urn=r.urn, properties=_struct(r.props), provider=_provider(r))
+                for r in resources
+            ]
         )
         return _diagnostics(self._stub.AnalyzeStack(request))
 
@@ -128,5 +142,5 @@ class PolicyPack:
         """What `pulumi preview --policy-pack` does: Analyze per resource, then AnalyzeStack once."""
         found: list[Diagnostic] = []
         for r in resources:
-            found += self.analyze(r.type, r.props, r.name, r.urn)
+            found += self.analyze(r.type, r.props, r.name, r.urn, _provider(r))
         return found + self.analyze_stack(resources)

@@ -218,7 +218,15 @@ def synth_stack(
         report.summary["ci_variables"] = len(variables)
 
     with step("policy pack over gRPC (every resource and every rendered chart object)"):
-        to_check = [ResourceInput(r.type, r.name, r.urn, r.inputs) for r in resources]
+        # Each resource goes with its provider's inputs, as the CLI sends them (a Kubernetes provider's
+        # default namespace decides where a NetworkPolicy without one lands).
+        providers = {r.urn: r for r in run.resources if r.type.startswith("pulumi:providers:")}
+        to_check = []
+        for r in resources:
+            provider = providers.get(r.provider.rsplit("::", 1)[0]) if r.provider else None
+            to_check.append(
+                ResourceInput(r.type, r.name, r.urn, r.inputs, provider.inputs if provider else None, provider.type if provider else "")
+            )
         for obj in chart_objects:
             typ, name = type_token(obj), (obj.get("metadata") or {}).get("name", "chart")
             to_check.append(ResourceInput(typ, f"chart-{name}", f"urn:pulumi:{stack}::{PROJECT}::{typ}::chart-{name}", obj))

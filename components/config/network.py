@@ -16,8 +16,9 @@ class NetworkConfig(ConfigModel):
     job_egress_cidrs: list[Cidr] = ["0.0.0.0/0", "::/0"]
     """Where job pods may connect (besides DNS)."""
     # Always excluded from job egress, whatever the allow-list says.
-    metadata_cidrs: list[Cidr] = ["169.254.169.254/32", "fd00:ec2::254/128"]
-    """Instance metadata addresses, always excluded from job egress."""
+    # Ref: https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html (the Pod Identity agent)
+    metadata_cidrs: list[Cidr] = ["169.254.169.254/32", "fd00:ec2::254/128", "169.254.170.23/32", "fd00:ec2::23/128"]
+    """Instance metadata (IMDS) and EKS Pod Identity agent addresses, always excluded from job egress."""
     private_cidrs: list[Cidr] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]
     """Cluster/VPC ranges, always excluded from job egress."""
     api_server_cidrs: list[Cidr] = []
