@@ -48,6 +48,18 @@ OP_LABEL = {
 }
 DEFAULT_MAX_CHARS = 60_000  # GitLab allows 1,000,000 per note; a readable note is far smaller
 VALUE_CHARS = 80
+# Values that look like credentials are never printed, even when the engine did not mark them secret:
+# GitLab tokens (glpat-, glrt-, ...), AWS access key ids, 40-character AWS secret keys, JWTs (ID
+# tokens), PEM private keys. Ref: https://docs.gitlab.com/security/tokens/#token-prefixes
+SECRET_LIKE = re.compile(
+    r"gl[a-z]{1,5}-[A-Za-z0-9_-]{8,}"
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}"
+    r"|(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
+# Every character that ends a line for GitLab's Markdown or its quick-action parser.
+LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,8 @@ class PolicyViolation:
 
 
 def redact(value: Any, key: str = "") -> Any:
-    """Secrets ("[secret]", engine secret envelopes) and sensitive-looking keys become [secret]."""
+    """Secrets ("[secret]", engine secret envelopes), sensitive-looking keys and credential-looking
+    values become [secret]."""
     if key and SENSITIVE_KEY.search(key):
         return REDACTED
     if isinstance(value, dict):
@@ -69,7 +82,26 @@ def redact(value: Any, key: str = "") -> Any:
         return {k: redact(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, key) for v in value]
+    if isinstance(value, str):
+        return SECRET_LIKE.sub(REDACTED, value)
     return value
+
+
+def text(value: Any) -> str:
+    """Any rendered value, safe in a note: on one line (GitLab runs quick actions such as /approve or
+    /merge found at the start of a line of a note created through the API), no leading '/', no HTML,
+    no table break, nothing that looks like a credential."""
+    out = LINE_BREAKS.sub(" ", str(value))
+    out = SECRET_LIKE.sub(REDACTED, out)
+    out = out.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return "\\" + out if out.lstrip().startswith("/") else out
+
+
+def code(value: Any) -> str:
+    """A value as inline code: backticks inside cannot end the span, line breaks cannot start a line."""
+    out = SECRET_LIKE.sub(REDACTED, LINE_BREAKS.sub(" ", str(value))).replace("`", "'").replace("|", "\\|")
+    # Angle brackets as look-alikes: no HTML (or a copy of our marker) can form, and the value stays readable.
+    return "`" + out.replace("<", "\u2039").replace(">", "\u203a") + "`"
 
 
 def _resource_name(urn: str) -> str:
@@ -94,9 +126,9 @@ def _lookup(document: Any, path: str) -> Any:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
+    raw = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    out = text(raw)
+    return out if len(out) <= VALUE_CHARS else out[: VALUE_CHARS - 1] + "…"
 
 
 def changed_properties(step: Mapping[str, Any]) -> list[str]:
@@ -119,7 +151,7 @@ def changed_properties(step: Mapping[str, Any]) -> list[str]:
             change = f"- {_short(before)}"
         else:
             change = f"{_short(before)} → {_short(after)}"
-        lines.append(f"`{path}`: {change}" + (" (forces replacement)" if forces else ""))
+        lines.append(f"{code(path)}: {change}" + (" (forces replacement)" if forces else ""))
     return lines
 
 
@@ -203,7 +235,7 @@ def render(
     status = "❌" if mandatory else ("⚠️" if counts["replace"] or counts["delete"] else "✅")
     head = [
         MARKER.format(stack=stack),
-        f"### {status} Pulumi preview `{stack}`: {changes} ({counts['same']} unchanged)",
+        f"### {status} Pulumi preview {code(stack)}: {changes} ({counts['same']} unchanged)",
         f"Policy violations: **{len(mandatory)} mandatory**, {len(advisory)} advisory." if violations else "Policy violations: none.",
     ]
     if counts["replace"] or counts["delete"]:
@@ -215,20 +247,20 @@ def render(
         if group:
             detail.append(f"\n#### {level} policy violations\n")
             detail += [
-                f"- `{v.policy}` on `{_resource_name(v.urn) or 'stack'}`: {_short(v.message) if len(v.message) > 300 else v.message}"
+                f"- {code(v.policy)} on {code(_resource_name(v.urn) or 'stack')}: {_short(v.message) if len(v.message) > 300 else text(v.message)}"
                 for v in group
             ]
     diagnostics = [d for d in digest.get("diagnostics") or [] if d.get("severity") in ("error", "warning")]
     if diagnostics:
         detail.append("\n#### Diagnostics\n")
-        detail += [f"- {d['severity']}: {_short(' '.join(str(d.get('message', '')).split()))}" for d in diagnostics]
+        detail += [f"- {text(d['severity'])}: {_short(' '.join(str(d.get('message', '')).split()))}" for d in diagnostics]
     steps = [s for s in digest.get("steps") or [] if s.get("op") not in ("same", "read", "refresh")]
     if steps:
         detail += ["\n#### Changed resources\n", "| operation | resource | type | changes |", "|---|---|---|---|"]
         for step in steps:
             op = OP_LABEL.get(step["op"], step["op"])
             props = "<br>".join(changed_properties(step)) if step["op"] not in ("create", "delete") else ""
-            detail.append(f"| {op} | `{_resource_name(step['urn'])}` | `{_resource_type(step['urn'])}` | {props} |")
+            detail.append(f"| {text(op)} | {code(_resource_name(step['urn']))} | {code(_resource_type(step['urn']))} | {props} |")
 
     note = "\n".join(head)
     budget = max_chars - len(note) - len(footer) - 200
@@ -255,8 +287,13 @@ def upsert_note(*, api_url: str, token: str, project_id: str, mr_iid: str, stack
     client = gitlab.Gitlab(api_url.removesuffix("/").removesuffix("/api/v4"), private_token=token)
     mr = client.projects.get(project_id, lazy=True).mergerequests.get(mr_iid, lazy=True)
     marker = MARKER.format(stack=stack)
+    # Only a note this token's own user wrote: anyone can post a note that carries the marker, and
+    # editing theirs would put our text under their name (or theirs under ours).
+    client.auth()
+    me = client.user.id if client.user is not None else None
     for note in mr.notes.list(iterator=True, sort="asc", order_by="created_at"):
-        if marker in (note.body or ""):
+        author = (getattr(note, "author", None) or {}).get("id")
+        if me is not None and author == me and (note.body or "").startswith(marker):
             note.body = body
             note.save()
             return "updated"

@@ -4,6 +4,7 @@ calls against a local HTTP server on 127.0.0.1 that checks every request (this i
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -112,6 +113,9 @@ def test_counts_from_steps_when_summary_is_missing(digest: dict) -> None:
 # --- GitLab API against a local recording server --------------------------------------------------
 
 
+BOT = 42  # the user of the preview token
+
+
 class FakeGitLab(BaseHTTPRequestHandler):
     notes: list[dict[str, Any]] = []
     requests: list[tuple[str, str, dict[str, Any], str | None]] = []
@@ -137,13 +141,15 @@ class FakeGitLab(BaseHTTPRequestHandler):
         self._record()
         if self.headers.get("PRIVATE-TOKEN") != "glpat-test":
             return self._reply(401, {"message": "401 Unauthorized"})
+        if self.path.startswith("/api/v4/user"):
+            return self._reply(200, {"id": BOT, "username": "preview-bot"})
         if self.path.startswith("/api/v4/projects/7/merge_requests/3/notes"):
             return self._reply(200, type(self).notes)
         self._reply(404, {"message": "404 Not found"})
 
     def do_POST(self) -> None:
         body = self._record()
-        note = {"id": 100 + len(type(self).notes), "body": body["body"]}
+        note = {"id": 100 + len(type(self).notes), "body": body["body"], "author": {"id": BOT}}
         type(self).notes.append(note)
         self._reply(201, note)
 
@@ -159,7 +165,10 @@ class FakeGitLab(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def gitlab_server() -> Iterator[str]:
-    FakeGitLab.notes = [{"id": 1, "body": "LGTM"}, {"id": 2, "body": MARKER.format(stack="staging") + "\nold staging"}]
+    FakeGitLab.notes = [
+        {"id": 1, "body": "LGTM", "author": {"id": 7}},
+        {"id": 2, "body": MARKER.format(stack="staging") + "\nold staging", "author": {"id": BOT}},
+    ]
     FakeGitLab.requests = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitLab)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -180,7 +189,10 @@ def test_first_push_creates_the_note_then_updates_it_in_place(gitlab_server: str
     assert body == {"body": MARKER.format(stack="prod") + "\nv2"}
     assert [n["body"].splitlines()[-1] for n in FakeGitLab.notes] == ["LGTM", "old staging", "v2"]
     assert all(r[0] != "DELETE" for r in FakeGitLab.requests)
-    assert {r[1].split("?")[0] for r in FakeGitLab.requests if r[0] == "GET"} == {"/api/v4/projects/7/merge_requests/3/notes"}
+    assert {r[1].split("?")[0] for r in FakeGitLab.requests if r[0] == "GET"} == {
+        "/api/v4/user",
+        "/api/v4/projects/7/merge_requests/3/notes",
+    }
 
 
 def test_other_stacks_note_is_updated_not_duplicated(gitlab_server: str) -> None:
@@ -240,3 +252,86 @@ def test_cli_warns_when_the_preview_did_not_finish(tmp_path: Path, capsys: pytes
     partial.write_text("\n".join((FIXTURES / "prod-preview-events.jsonl").read_text().splitlines()[:3]))
     assert main(["--stack", "prod", "--events", str(partial)]) == 0
     assert "has no summaryEvent: the preview did not finish" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        MARKER.format(stack="prod") + "\nplanted by someone else",
+        "quoting the bot: " + MARKER.format(stack="prod"),
+    ],
+)
+def test_a_note_by_another_user_is_never_edited_even_with_the_marker(gitlab_server: str, body: str) -> None:
+    """Regression: any note containing the marker was edited, whoever wrote it."""
+    FakeGitLab.notes.append({"id": 50, "body": body, "author": {"id": 7}})
+    args = {"api_url": gitlab_server, "token": "glpat-test", "project_id": "7", "mr_iid": "3", "stack": "prod"}
+    assert upsert_note(body=MARKER.format(stack="prod") + "\nours", **args) == "created"
+    assert next(n for n in FakeGitLab.notes if n["id"] == 50)["body"] == body
+    assert all(not (r[0] == "PUT" and r[1].endswith("/50")) for r in FakeGitLab.requests)
+
+
+QUICK_ACTION = re.compile(r"^\s*/", re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "web\n/approve",
+        "web\r\n/merge",
+        "web\u2028/approve",
+        "web\x0b/unlabel ~security",
+        "/approve",
+        "`web`\n/merge",
+        "web<!-- gitlab-buildkit-runner:preview:prod -->",
+    ],
+)
+def test_rendered_names_and_values_cannot_become_quick_actions(name: str) -> None:
+    """Resource names, URNs and values with line breaks could put /approve or /merge on a line of their own."""
+    urn = f"urn:pulumi:prod::p::aws:ecr/repository:Repository::{name}"
+    digest = {
+        "steps": [
+            {
+                "op": "update",
+                "urn": urn,
+                "oldState": {"inputs": {"name": "a"}},
+                "newState": {"inputs": {"name": name}},
+                "detailedDiff": {"name": {"kind": "update"}},
+            },
+            {"op": "create", "urn": urn},
+        ],
+        "changeSummary": {"update": 1, "create": 1},
+    }
+    events = [{"policyEvent": {"policyName": "p", "enforcementLevel": "mandatory", "resourceUrn": urn, "message": f"bad {name}"}}]
+    note = render("prod", digest, events)
+    body = note.split("\n", 1)[1]  # after our own marker
+    assert not QUICK_ACTION.search(body), body
+    assert "<!--" not in body
+    assert "\u2028" not in body and "\x0b" not in body and "\r" not in body
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "AKIAIOSFODNN7EXAMPLE",
+        "glpat-AbCdEfGh1234567890",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9qZWN0In0.c2lnbmF0dXJl",
+    ],
+)
+def test_values_that_look_like_credentials_are_never_printed(value: str) -> None:
+    urn = "urn:pulumi:prod::p::gitlab:index/projectVariable:ProjectVariable::ci-x"
+    digest = {
+        "steps": [
+            {
+                "op": "update",
+                "urn": urn,
+                "oldState": {"inputs": {"value": "old"}},
+                "newState": {"inputs": {"value": value}},
+                "detailedDiff": {"value": {"kind": "update"}},
+            }
+        ],
+        "changeSummary": {"update": 1},
+    }
+    events = [{"policyEvent": {"policyName": "p", "enforcementLevel": "advisory", "resourceUrn": urn, "message": f"saw {value}"}}]
+    note = render("prod", digest, events)
+    assert value not in note and "[secret]" in note
