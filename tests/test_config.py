@@ -607,3 +607,15 @@ def test_application_names_leave_room_for_the_cache_tag() -> None:
     message = error_of(make_config(registry={"region": "eu-west-1", "applications": [name]}))
     assert f'registry.applications = "{name}": is longer than 58 characters' in message
     assert parse_config(make_config(registry={"region": "eu-west-1", "applications": ["a" * 58]})).registry.applications == ["a" * 58]
+
+
+@pytest.mark.parametrize(
+    ("cidrs", "missing"),
+    [
+        (["169.254.169.254/32"], "fd00:ec2::254, 169.254.170.23, fd00:ec2::23"),
+        (["169.254.169.254/32", "fd00:ec2::254/128"], "169.254.170.23, fd00:ec2::23"),
+    ],
+)
+def test_metadata_cidrs_must_cover_imds_and_the_pod_identity_agent(cidrs: list[str], missing: str) -> None:
+    assert f"must cover {missing}" in error_of(make_config(network={"metadataCidrs": cidrs}))
+    assert parse_config(make_config(network={"metadataCidrs": ["169.254.0.0/16", "fd00:ec2::/64"]})).network.enabled

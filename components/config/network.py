@@ -10,13 +10,17 @@ from .base import ConfigModel, RuleViolation
 from .fields import Cidr, DnsLabel
 
 
+# IMDS and the EKS Pod Identity agent, IPv4 and IPv6 (the pack restates them: tests/test_contracts.py).
+# Ref: https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html
+METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254", "169.254.170.23", "fd00:ec2::23")
+
+
 class NetworkConfig(ConfigModel):
     enabled: bool = True
     """Create the NetworkPolicies (needs a CNI that enforces them)."""
     job_egress_cidrs: list[Cidr] = ["0.0.0.0/0", "::/0"]
     """Where job pods may connect (besides DNS)."""
     # Always excluded from job egress, whatever the allow-list says.
-    # Ref: https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html (the Pod Identity agent)
     metadata_cidrs: list[Cidr] = ["169.254.169.254/32", "fd00:ec2::254/128", "169.254.170.23/32", "fd00:ec2::23/128"]
     """Instance metadata (IMDS) and EKS Pod Identity agent addresses, always excluded from job egress."""
     private_cidrs: list[Cidr] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]
@@ -48,6 +52,20 @@ class NetworkConfig(ConfigModel):
                 [],
                 "is empty: jobs (code from any branch) could reach every cluster and VPC address the allow-list covers; "
                 "list at least the cluster's pod, service and node ranges (the default is RFC 1918, CGNAT and ULA)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metadata_addresses_are_excluded(self) -> NetworkConfig:
+        needed = [ipaddress.ip_address(a) for a in METADATA_ADDRESSES]
+        networks = [ipaddress.ip_network(c) for c in self.metadata_cidrs]
+        missing = [str(a) for a in needed if not any(a.version == n.version and a in n for n in networks)]
+        if missing:
+            raise RuleViolation(
+                "metadataCidrs",
+                self.metadata_cidrs,
+                f"must cover {', '.join(missing)}: instance metadata and the EKS Pod Identity agent hand out node "
+                "and pod credentials, so jobs must never reach them",
             )
         return self
 
