@@ -46,6 +46,12 @@ def test_manager_security_context_satisfies_the_packs_restatement() -> None:
     assert runner_config_checks.manager_context_problems(weaker) == ["securityContext.allowPrivilegeEscalation must be false"]
 
 
+def test_pack_and_stack_name_the_same_metadata_addresses() -> None:
+    from components.config.network import METADATA_ADDRESSES
+
+    assert {ipaddress.ip_address(a) for a in METADATA_ADDRESSES} == set(network_policies.METADATA_ADDRESSES)
+
+
 def test_pack_metadata_addresses_are_the_stacks_default_exclusions() -> None:
     stack_side = {ipaddress.ip_network(c) for c in NetworkConfig().metadata_cidrs}
     for address in network_policies.METADATA_ADDRESSES:
