@@ -6,12 +6,13 @@ Thin on purpose: validate config, build the components, export. Everything else 
 import pulumi
 
 from components.aws_account import lookup_account
-from components.ci_variables import CiVariables, CiVariablesArgs
-from components.config import load_config
+from components.ci_variables import CiVariables, CiVariablesArgs, project_variable_specs, shared_variable_specs
+from components.config import load_config, project_key
 from components.namespaces import RunnerNamespaces, RunnerNamespacesArgs
 from components.network import NetworkIsolation, NetworkIsolationArgs
+from components.preview_access import PreviewAccess, PreviewAccessArgs
 from components.providers import build_providers
-from components.push_identity import PushIdentity, PushIdentityArgs
+from components.push_identity import GitlabOidcProvider, GitlabOidcProviderArgs, PushIdentity, PushIdentityArgs, iam_name
 from components.rbac import RunnerRbac, RunnerRbacArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.runner import GitlabRunner, GitlabRunnerArgs
@@ -23,6 +24,7 @@ def main() -> None:
     on_k8s = pulumi.ResourceOptions(providers=[providers.kubernetes])
     # ECR repositories and the push identity are stateful: protected where the config says (prod must).
     on_aws = pulumi.ResourceOptions(providers=[providers.aws], protect=cfg.registry.protect)
+    on_gitlab = pulumi.ResourceOptions(providers=[providers.gitlab])
 
     namespaces = RunnerNamespaces("runner", RunnerNamespacesArgs(cfg.kubernetes, cfg.runner), opts=on_k8s)
     rbac = RunnerRbac(
@@ -68,34 +70,89 @@ def main() -> None:
     )
     account = lookup_account(cfg.registry.region, providers.aws)
     registry = ImageRegistry("ecr", ImageRegistryArgs(cfg.registry, account), opts=on_aws)
-    identity = PushIdentity(
-        "push",
-        PushIdentityArgs(
-            cfg.credentials,
-            environment=cfg.environment,
-            gitlab_url=cfg.gitlab.url,
-            gitlab_host=cfg.gitlab.host,
-            account=account,
-            repository_names=registry.repository_names,
-        ),
-        opts=on_aws,
+
+    # One GitLab OIDC provider for every role ID tokens assume (push roles, the preview role).
+    needs_oidc = cfg.credentials.mode == "oidc" or cfg.preview.project_path is not None
+    oidc = (
+        GitlabOidcProvider("gitlab-oidc", GitlabOidcProviderArgs(cfg.gitlab.url, cfg.gitlab.host), account, opts=on_aws)
+        if needs_oidc and not cfg.credentials.oidc_provider_arn
+        else None
     )
-    CiVariables(
-        "ci",
-        CiVariablesArgs(
-            cfg.gitlab,
-            environment_scope=cfg.environment_scope,
-            region=cfg.registry.region,
+    oidc_arn = oidc.arn if oidc else cfg.credentials.oidc_provider_arn
+
+    # One push identity, cache repository and set of CI/CD variables per GitLab project.
+    identity_names = {}
+    for project, apps in cfg.registry.projects().items():
+        key = project_key(project)
+        identity_names[project] = iam_name(f"gitlab-buildkit-push-{cfg.environment}", key)
+        identity = PushIdentity(
+            f"push-{key}",
+            PushIdentityArgs(
+                cfg.credentials,
+                identity_name=identity_names[project],
+                project_path=project,
+                account=account,
+                repository_names=[*(cfg.registry.repository_name(a) for a in apps), cfg.registry.cache_repository_name(project)],
+                gitlab_url=cfg.gitlab.url,
+                gitlab_host=cfg.gitlab.host,
+                oidc_provider_arn=oidc_arn,
+                oidc_subjects=[s for s in cfg.credentials.oidc_subjects if s.project_path == project],
+                depends_on=[oidc] if oidc else [],
+            ),
+            opts=on_aws,
+        )
+        variables = project_variable_specs(
             credentials_mode=cfg.credentials.mode,
-            registry_host=registry.registry_host,
-            repository_urls=registry.repository_urls,
-            cache_url=registry.cache_url,
+            repository_urls={app: registry.repository_urls[app] for app in apps},
+            cache_url=registry.cache_urls[project],
             access_key_id=identity.access_key_id,
             secret_access_key=identity.secret_access_key,
             role_arn=identity.role_arn,
-        ),
-        opts=pulumi.ResourceOptions(providers=[providers.gitlab]),
-    )
+        )
+        if not cfg.gitlab.shared_variables_group:
+            variables = [*shared_variable_specs(region=cfg.registry.region, registry_host=registry.registry_host), *variables]
+        CiVariables(
+            f"ci-{key}",
+            CiVariablesArgs(variables, cfg.environment_scope, cfg.gitlab.protect_variables, project=project),
+            opts=on_gitlab,
+        )
+    if cfg.gitlab.shared_variables_group:
+        CiVariables(
+            "ci-shared",
+            CiVariablesArgs(
+                shared_variable_specs(region=cfg.registry.region, registry_host=registry.registry_host),
+                cfg.environment_scope,
+                cfg.gitlab.protect_variables,
+                group=cfg.gitlab.shared_variables_group,
+            ),
+            opts=on_gitlab,
+        )
+
+    if cfg.preview.project_path is not None:
+        assert oidc_arn is not None  # created above whenever preview is on
+        kind = "user" if cfg.credentials.mode == "access-key" else "role"
+        PreviewAccess(
+            "preview",
+            PreviewAccessArgs(
+                cfg.preview,
+                environment=cfg.environment,
+                account=account,
+                gitlab_url=cfg.gitlab.url,
+                gitlab_host=cfg.gitlab.host,
+                oidc_provider_arn=oidc_arn,
+                repository_names=cfg.registry.repository_names(),
+                iam_resources={
+                    kind: list(identity_names.values()),
+                    "policy": list(identity_names.values()),
+                    "oidc-provider": [cfg.gitlab.host],
+                },
+                manager_namespace=namespaces.manager_name,
+                job_namespace=namespaces.job_name,
+                aws_provider=providers.aws,
+                kubernetes_provider=providers.kubernetes,
+                depends_on=[*namespaces.namespace_resources, *([oidc] if oidc else [])],
+            ),
+        )
 
     pulumi.export("environment", cfg.environment)
     pulumi.export("managerNamespace", namespaces.manager_name)
@@ -106,12 +163,9 @@ def main() -> None:
     pulumi.export("releaseStatus", runner.release_status)
     pulumi.export("registry", registry.registry_host)
     pulumi.export("repositories", registry.repository_urls)
-    pulumi.export("cacheRepository", registry.cache_url)
+    pulumi.export("cacheRepositories", registry.cache_urls)
     pulumi.export("credentialsMode", cfg.credentials.mode)
-    if identity.role_arn is not None:
-        pulumi.export("pushRoleArn", identity.role_arn)
-    if identity.access_key_id is not None:
-        pulumi.export("pushAccessKeyId", identity.access_key_id)
+    pulumi.export("pushIdentities", identity_names)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,11 @@ def fleet_config(stack: str, apps: int) -> dict:
     from verify.harness import load_stack_file
 
     config = load_stack_file(stack)
-    config["registry"] = {**config["registry"], "applications": [f"app-{i:04d}" for i in range(apps)]}
+    # one project per application: the widest stack (an identity, a cache and variables each)
+    config["registry"] = {
+        **config["registry"],
+        "applications": [{"name": f"app-{i:04d}", "projectPath": f"acme/app-{i:04d}"} for i in range(apps)],
+    }
     return config
 
 

@@ -234,3 +234,40 @@ def validate_lifecycle(policy: dict[str, Any]) -> list[str]:
     if any_priorities and priorities and max(any_priorities) != max(priorities):
         problems.append("the tagStatus 'any' rule must have the highest rulePriority")
     return problems
+
+
+# --- The read-only preview identity ----------------------------------------------------------------
+
+# What `pulumi preview --refresh` of this stack reads, and nothing that writes.
+# Ref: https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html
+# Ref: https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
+PREVIEW_ECR_ACTIONS: tuple[str, ...] = (
+    "ecr:DescribeRepositories",
+    "ecr:GetLifecyclePolicy",
+    "ecr:GetRepositoryPolicy",
+    "ecr:ListTagsForResource",
+)
+# Read actions per IAM resource type (each action applies to one ARN format only).
+PREVIEW_IAM_ACTIONS: dict[str, tuple[str, ...]] = {
+    "user": ("iam:GetUser", "iam:ListAccessKeys", "iam:ListAttachedUserPolicies", "iam:ListUserPolicies"),
+    "role": ("iam:GetRole", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies"),
+    "policy": ("iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"),
+    "oidc-provider": ("iam:GetOpenIDConnectProvider",),
+}
+
+
+def preview_read_policy(repository_arns: Sequence[str], iam_arns: dict[str, Sequence[str]]) -> dict[str, Any]:
+    """Read-only on exactly the stack's repositories and IAM resources (by type: user, role, policy,
+    oidc-provider): no write, no image access."""
+    if not repository_arns:
+        raise ValueError("preview_read_policy needs the stack's repositories")
+    for arn in [*repository_arns, *(a for arns in iam_arns.values() for a in arns)]:
+        if "*" in arn or "?" in arn or not arn.startswith("arn:"):
+            raise ValueError(f"not an exact ARN: {arn!r}")
+    statements = [{"Sid": "ReadRepositories", "Effect": "Allow", "Action": list(PREVIEW_ECR_ACTIONS), "Resource": sorted(repository_arns)}]
+    for kind, actions in PREVIEW_IAM_ACTIONS.items():
+        arns = iam_arns.get(kind) or []
+        if arns:
+            sid = "Read" + "".join(part.capitalize() for part in kind.split("-")) + "s"
+            statements.append({"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": sorted(arns)})
+    return {"Version": "2012-10-17", "Statement": statements}

@@ -5,14 +5,14 @@ The names are a contract with templates/buildkit-build.yml (config/ci_names.py);
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_gitlab as gitlab
 
-from .config import CredentialsMode, GitlabConfig
+from .config import CredentialsMode
 from .config.ci_names import (
     AWS_ACCESS_KEY_ID,
     AWS_DEFAULT_REGION,
@@ -36,23 +36,26 @@ class CiVariable:
     description: str = ""
 
 
-def ci_variable_specs(
+def shared_variable_specs(*, region: str, registry_host: Any) -> list[CiVariable]:
+    """Non-secret variables every project needs; in each project, or once in the opt-in shared group."""
+    return [
+        CiVariable(ECR_REGISTRY, registry_host, description="ECR registry host to log in to"),
+        CiVariable(AWS_DEFAULT_REGION, region, description="AWS region of the registry"),
+    ]
+
+
+def project_variable_specs(
     *,
-    region: str,
     credentials_mode: CredentialsMode,
-    registry_host: Any,
     repository_urls: Mapping[str, Any],
     cache_url: Any,
     access_key_id: Any = None,
     secret_access_key: Any = None,
     role_arn: Any = None,
 ) -> list[CiVariable]:
-    """Every variable the stack writes; values may be Pulumi Inputs (placed, never inspected)."""
-    specs = [
-        CiVariable(ECR_REGISTRY, registry_host, description="ECR registry host to log in to"),
-        CiVariable(CACHE_REPOSITORY, cache_url, description="BuildKit registry cache repository"),
-        CiVariable(AWS_DEFAULT_REGION, region, description="AWS region of the registry"),
-    ]
+    """A project's own variables: its applications' repositories, its cache, its push credentials.
+    Values may be Pulumi Inputs (placed, never inspected)."""
+    specs = [CiVariable(CACHE_REPOSITORY, cache_url, description="this project's BuildKit registry cache repository")]
     specs += [CiVariable(repository_variable(app), url, description=f"ECR repository of {app}") for app, url in repository_urls.items()]
     if credentials_mode == "access-key":
         specs += [
@@ -74,42 +77,29 @@ def ci_variable_specs(
 
 @dataclass(frozen=True)
 class CiVariablesArgs:
-    gitlab: GitlabConfig
+    variables: Sequence[CiVariable]
     environment_scope: str
-    region: str
-    credentials_mode: CredentialsMode
-    registry_host: pulumi.Input[str]
-    repository_urls: Mapping[str, pulumi.Input[str]]
-    cache_url: pulumi.Input[str]
-    access_key_id: pulumi.Input[str] | None = None
-    secret_access_key: pulumi.Input[str] | None = None
-    role_arn: pulumi.Input[str] | None = None
+    protect_variables: bool
+    project: str | None = None  # exactly one of project / group
+    group: str | None = None
 
 
 class CiVariables(pulumi.ComponentResource):
+    """Variables of one GitLab project (or of the opt-in shared group), scoped to the environment."""
+
     variables: dict[str, gitlab.ProjectVariable | gitlab.GroupVariable]
 
     def __init__(self, name: str, args: CiVariablesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(component_type("gitlab", "CiVariables"), name, None, opts)
+        assert (args.project is None) != (args.group is None), "one target"
         child = pulumi.ResourceOptions(parent=self)
-        specs = ci_variable_specs(
-            region=args.region,
-            credentials_mode=args.credentials_mode,
-            registry_host=args.registry_host,
-            repository_urls=args.repository_urls,
-            cache_url=args.cache_url,
-            access_key_id=args.access_key_id,
-            secret_access_key=args.secret_access_key,
-            role_arn=args.role_arn,
-        )
-        scope = args.environment_scope
         self.variables = {}
-        for var in specs:
+        for var in args.variables:
             common: dict[str, Any] = {
                 "key": var.key,
                 "value": pulumi.Output.secret(var.value) if var.secret else var.value,
-                "environment_scope": scope,
-                "protected": var.always_protected or args.gitlab.protect_variables,
+                "environment_scope": args.environment_scope,
+                "protected": var.always_protected or args.protect_variables,
                 "masked": var.masked,
                 "raw": True,  # no $-expansion of values
                 "description": var.description,
@@ -118,8 +108,8 @@ class CiVariables(pulumi.ComponentResource):
             if var.hidden:
                 common["hidden"] = True
             resource_name = f"{name}-{var.key.lower()}"
-            if args.gitlab.variables_project:
-                self.variables[var.key] = gitlab.ProjectVariable(resource_name, project=args.gitlab.variables_project, **common)
+            if args.project:
+                self.variables[var.key] = gitlab.ProjectVariable(resource_name, project=args.project, **common)
             else:
-                self.variables[var.key] = gitlab.GroupVariable(resource_name, group=args.gitlab.variables_group, **common)
-        self.register_outputs({"keys": sorted(self.variables), "environmentScope": scope})
+                self.variables[var.key] = gitlab.GroupVariable(resource_name, group=args.group, **common)
+        self.register_outputs({"keys": sorted(self.variables), "target": args.project or args.group})

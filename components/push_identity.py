@@ -1,7 +1,10 @@
-"""The identity CI jobs push with: an IAM user with access keys, or a role GitLab ID tokens assume."""
+"""The identities CI jobs push with, one per GitLab project: an IAM user with access keys, or a role
+GitLab ID tokens of that project's trusted refs assume. Each may push only to its own project's
+application repositories and cache repository."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,22 +13,66 @@ import pulumi_aws as aws
 
 from .aws_account import AwsAccount, repository_arn
 from .aws_documents import gitlab_trust_policy, push_policy, to_json
-from .config import CredentialsConfig
-from .marks import component_type
+from .config import CredentialsConfig, OidcSubject
+from .marks import PROJECT, component_type
+
+IAM_NAME_LIMIT = 64  # IAM user and role names
+
+
+def iam_name(prefix: str, key: str) -> str:
+    """`<prefix>-<key>`, shortened with a hash of the key when IAM's 64-character limit needs it."""
+    name = f"{prefix}-{key}"
+    if len(name) <= IAM_NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{name[: IAM_NAME_LIMIT - 9].rstrip('-')}-{digest}"
+
+
+@dataclass(frozen=True)
+class GitlabOidcProviderArgs:
+    gitlab_url: str  # issuer and audience
+    gitlab_host: str
+
+
+class GitlabOidcProvider(pulumi.ComponentResource):
+    """The IAM OIDC provider for the GitLab host, shared by every role GitLab ID tokens assume."""
+
+    provider: aws.iam.OpenIdConnectProvider
+    arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GitlabOidcProviderArgs, account: AwsAccount, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(component_type("credentials", "GitlabOidcProvider"), name, None, opts)
+        # It lived inside the single PushIdentity "push" before per-project identities: the alias keeps
+        # the provider (an IAM OIDC provider per host per account) instead of replacing it.
+        old_parent = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{PROJECT}:credentials:PushIdentity::push"
+        self.provider = aws.iam.OpenIdConnectProvider(
+            f"{name}-provider",
+            url=args.gitlab_url,
+            client_id_lists=[args.gitlab_url],
+            opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name="push-gitlab", parent=old_parent)]),
+        )
+        # Known at preview (unlike provider.arn): the fail-closed trust checks read it.
+        self.arn = account.iam_arn(f"oidc-provider/{args.gitlab_host}")
+        self.register_outputs({"arn": self.arn})
 
 
 @dataclass(frozen=True)
 class PushIdentityArgs:
     credentials: CredentialsConfig
-    environment: str
-    gitlab_url: str  # the OIDC issuer and audience (oidc mode)
-    gitlab_host: str  # the prefix of the trust policy's condition keys (oidc mode)
+    identity_name: str
+    project_path: str
     account: AwsAccount
-    repository_names: Sequence[str]
+    repository_names: Sequence[str]  # the project's application repositories and its cache repository
+    # oidc mode: the provider and the project's trusted refs
+    gitlab_url: str = ""
+    gitlab_host: str = ""
+    oidc_provider_arn: pulumi.Input[str] | None = None
+    oidc_subjects: Sequence[OidcSubject] = ()
+    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class PushIdentity(pulumi.ComponentResource):
-    """Same permissions in both modes: push/pull on exactly the stack's repositories, plus registry login.
+    """Push/pull on exactly one project's repositories, plus registry login.
 
     Every document and ARN is built from names known in config plus the account lookup, so all of
     them are known at preview and the pack's fail-closed IAM policies can check them then.
@@ -35,7 +82,6 @@ class PushIdentity(pulumi.ComponentResource):
     user: aws.iam.User | None = None
     access_keys: dict[str, aws.iam.AccessKey]
     role: aws.iam.Role | None = None
-    oidc_provider: aws.iam.OpenIdConnectProvider | None = None
     access_key_id: pulumi.Output[str] | None = None
     secret_access_key: pulumi.Output[str] | None = None
     role_arn: pulumi.Output[str] | None = None
@@ -45,7 +91,7 @@ class PushIdentity(pulumi.ComponentResource):
         account = args.account
         child = pulumi.ResourceOptions(parent=self)
         self.access_keys = {}
-        identity_name = f"gitlab-buildkit-push-{args.environment}"
+        identity_name = args.identity_name
         names = list(args.repository_names)
         # One apply for the whole document, whatever the number of repositories.
         document = pulumi.Output.all(account.partition, account.account_id).apply(
@@ -54,7 +100,7 @@ class PushIdentity(pulumi.ComponentResource):
         self.policy = aws.iam.Policy(
             f"{name}-policy",
             name=identity_name,
-            description=f"Push/pull to the {args.environment} BuildKit ECR repositories (gitlab-buildkit-runner)",
+            description=f"Push/pull to the BuildKit ECR repositories of {args.project_path} (gitlab-buildkit-runner)",
             policy=document,
             opts=child,
         )
@@ -82,26 +128,17 @@ class PushIdentity(pulumi.ComponentResource):
             self.secret_access_key = pulumi.Output.secret(active.secret)
             outputs = {"userName": self.user.name, "accessKeyId": self.access_key_id}
         else:
-            host = args.gitlab_host
-            provider_arn: pulumi.Input[str]
-            role_depends: list[pulumi.Resource] = []
-            if creds.oidc_provider_arn:
-                provider_arn = creds.oidc_provider_arn
-            else:
-                self.oidc_provider = aws.iam.OpenIdConnectProvider(
-                    f"{name}-gitlab", url=args.gitlab_url, client_id_lists=[args.gitlab_url], opts=child
-                )
-                provider_arn = account.iam_arn(f"oidc-provider/{host}")
-                role_depends.append(self.oidc_provider)
-            trust = pulumi.Output.from_input(provider_arn).apply(
-                lambda arn: to_json(gitlab_trust_policy(arn, host, args.gitlab_url, creds.oidc_subjects))
+            assert args.oidc_provider_arn is not None and args.oidc_subjects, "config guarantees a provider and subjects"
+            subjects = list(args.oidc_subjects)
+            trust = pulumi.Output.from_input(args.oidc_provider_arn).apply(
+                lambda arn: to_json(gitlab_trust_policy(arn, args.gitlab_host, args.gitlab_url, subjects))
             )
             self.role = aws.iam.Role(
                 f"{name}-ci",
                 name=identity_name,
                 assume_role_policy=trust,
                 max_session_duration=3600,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=role_depends),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
             )
             aws.iam.RolePolicyAttachment(
                 f"{name}-policy",

@@ -20,3 +20,22 @@ EXECUTOR_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def executor_role_rules() -> list[dict[str, Any]]:
     return [{"apiGroups": [""], "resources": [resource], "verbs": list(verbs)} for resource, verbs in EXECUTOR_RULES]
+
+
+# The read-only preview identity: what the Kubernetes provider reads to preview (and refresh) the
+# stack's objects, in the two namespaces only; never Secrets (the runner token lives in one).
+PREVIEW_NAMESPACED_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("", "serviceaccounts", ("get", "list", "watch")),
+    ("", "limitranges", ("get", "list", "watch")),
+    ("", "resourcequotas", ("get", "list", "watch")),
+    ("", "configmaps", ("get", "list", "watch")),
+    ("rbac.authorization.k8s.io", "roles", ("get", "list", "watch")),
+    ("rbac.authorization.k8s.io", "rolebindings", ("get", "list", "watch")),
+    ("networking.k8s.io", "networkpolicies", ("get", "list", "watch")),
+    ("apps", "deployments", ("get", "list", "watch")),
+)
+PREVIEW_CLUSTER_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (("", "namespaces", ("get", "list", "watch")),)
+
+
+def preview_rules(rules: tuple[tuple[str, str, tuple[str, ...]], ...]) -> list[dict[str, Any]]:
+    return [{"apiGroups": [group], "resources": [resource], "verbs": list(verbs)} for group, resource, verbs in rules]

@@ -10,7 +10,7 @@ import pulumi_aws as aws
 
 from .aws_account import AwsAccount
 from .aws_documents import CACHE_TAG_PREFIX, application_lifecycle, cache_lifecycle, pull_repository_policy, to_json, validate_lifecycle
-from .config import RegistryConfig
+from .config import RegistryConfig, project_key
 from .marks import APPLICATION_ROLE, BUILD_CACHE_ROLE, REPOSITORY_ROLE_TAG, component_type
 
 
@@ -32,10 +32,9 @@ class ImageRegistry(pulumi.ComponentResource):
     because BuildKit overwrites its cache tag on every build."""
 
     applications: dict[str, aws.ecr.Repository]
-    cache: aws.ecr.Repository
-    repository_names: list[str]
+    caches: dict[str, aws.ecr.Repository]  # GitLab project path -> its cache repository
     repository_urls: dict[str, pulumi.Output[str]]
-    cache_url: pulumi.Output[str]
+    cache_urls: dict[str, pulumi.Output[str]]
     registry_host: pulumi.Output[str]
 
     def __init__(self, name: str, args: ImageRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -67,19 +66,34 @@ class ImageRegistry(pulumi.ComponentResource):
                 aws.ecr.RepositoryPolicy(f"{name}-{key}", repository=repo_name, policy=pull_policy, opts=after_repo)
             return repo
 
+        # Application repositories keep their names and URNs (ecr-<app>) across config shapes.
         self.applications = {
             app: repository(app, cfg.repository_name(app), APPLICATION_ROLE, cfg.image_tag_mutability, app_policy)
-            for app in cfg.applications
+            for app in cfg.application_names()
         }
         exclusions = (
             {"image_tag_mutability_exclusion_filters": [{"filter": f"{CACHE_TAG_PREFIX}*", "filter_type": "WILDCARD"}]}
             if cfg.cache_tag_mutability == "IMMUTABLE_WITH_EXCLUSION"
             else {}
         )
-        cache_name = cfg.cache_repository_name
+        # One cache repository per GitLab project: only that project's identity may write it, so no other
+        # project can poison the cache its builds import.
         cache_policy = _checked(cache_lifecycle(cfg.lifecycle))
-        self.cache = repository("cache", cache_name, BUILD_CACHE_ROLE, cfg.cache_tag_mutability, cache_policy, **exclusions)
-        self.repository_names = cfg.repository_names()
-        self.repository_urls = {app: pulumi.Output.concat(self.registry_host, "/", cfg.repository_name(app)) for app in cfg.applications}
-        self.cache_url = pulumi.Output.concat(self.registry_host, "/", cache_name)
-        self.register_outputs({"registry": self.registry_host, "cacheRepository": self.cache_url, "repositories": self.repository_urls})
+        self.caches = {
+            project: repository(
+                f"cache-{project_key(project)}",
+                cfg.cache_repository_name(project),
+                BUILD_CACHE_ROLE,
+                cfg.cache_tag_mutability,
+                cache_policy,
+                **exclusions,
+            )
+            for project in cfg.projects()
+        }
+        self.repository_urls = {
+            app: pulumi.Output.concat(self.registry_host, "/", cfg.repository_name(app)) for app in cfg.application_names()
+        }
+        self.cache_urls = {
+            project: pulumi.Output.concat(self.registry_host, "/", cfg.cache_repository_name(project)) for project in cfg.projects()
+        }
+        self.register_outputs({"registry": self.registry_host, "cacheRepositories": self.cache_urls, "repositories": self.repository_urls})

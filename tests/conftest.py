@@ -14,18 +14,29 @@ BASE_CONFIG: dict[str, Any] = {
     "environment": "dev",
     "runner": {"scope": {"type": "project_type", "projectId": 42}, "tags": ["buildkit"]},
     "registry": {"region": "eu-west-1", "applications": ["web", "api"]},
-    "gitlab": {"url": "https://gitlab.example.com", "variablesProject": "acme/apps"},
+    "gitlab": {"url": "https://gitlab.example.com"},
 }
 
 
-def make_config(**overrides: Any) -> dict[str, Any]:
-    """A valid raw config with nested overrides: make_config(runner={"concurrent": 2})."""
+def app(name: str, project: str | None = None) -> dict[str, str]:
+    """An application entry; its project defaults to acme/<name> (one project per application)."""
+    return {"name": name, "projectPath": project or f"acme/{name}"}
+
+
+def make_config(*, raw_applications: bool = False, **overrides: Any) -> dict[str, Any]:
+    """A valid raw config with nested overrides: make_config(runner={"concurrent": 2}).
+
+    Application names given as plain strings become {name, projectPath: acme/<name>} unless
+    raw_applications (to test the config's own handling of that shape)."""
     cfg = copy.deepcopy(BASE_CONFIG)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value
+    registry = cfg.get("registry")
+    if not raw_applications and isinstance(registry, dict) and isinstance(registry.get("applications"), list):
+        registry["applications"] = [app(a) if isinstance(a, str) else a for a in registry["applications"]]
     return cfg
 
 

@@ -27,5 +27,8 @@ def test_depth_counts_the_longest_chain_and_expands_components() -> None:
 def test_adding_applications_adds_width_not_depth() -> None:
     small = run_program(fleet_config("dev", 1), stack="dev")
     large = run_program(fleet_config("dev", 40), stack="dev")
-    assert len(large.resources) - len(small.resources) == 39 * 3  # repository, lifecycle policy, CI variable
+    # One application in its own project: its repository and lifecycle, the project's cache repository and
+    # lifecycle, its push identity (component, policy, user, attachment, key) and its CI variables
+    # (component and six variables).
+    assert len(large.resources) - len(small.resources) == 39 * 16
     assert dependency_depth(small.resources) == dependency_depth(large.resources) == 5

@@ -173,7 +173,7 @@ def _read_variables(script: str) -> set[str]:
 
 @pytest.mark.parametrize("mode", ["access-key", "oidc"])
 def test_every_variable_the_template_reads_is_predefined_an_input_or_written_by_the_stack(mode: str) -> None:
-    credentials = {"mode": "oidc", "oidcSubjects": [{"projectPath": "acme/web", "ref": "main"}]} if mode == "oidc" else {}
+    credentials = {"mode": "oidc", "oidcSubjects": [{"projectPath": "acme/web-api", "ref": "main"}]} if mode == "oidc" else {}
     run = run_program(make_config(registry={"region": "eu-west-1", "applications": ["web-api"]}, credentials=credentials))
     written = {r.inputs["key"] for r in run.of_type("gitlab:index/projectVariable:ProjectVariable")}
     job = included_jobs(app="web-api", credentials=mode)["build-image-web-api"]

@@ -96,9 +96,12 @@ def test_config_is_frozen() -> None:
         ({"registry": {"region": "eu-west-1", "applications": []}}, r"registry\.applications = \[\]: List should have at least 1 item"),
         (
             {"registry": {"region": "eu-west-1", "applications": ["Web"]}},
-            r"registry\.applications\.0 = \"Web\": must be an ECR repository name",
+            r"registry\.applications\.0\.name = \"Web\": must be an ECR repository name",
         ),
-        ({"registry": {"region": "eu-west-1", "applications": ["a"]}}, r"applications\.0 = \"a\": must be an ECR repository name: 2-256"),
+        (
+            {"registry": {"region": "eu-west-1", "applications": ["a"]}},
+            r"applications\.0\.name = \"a\": must be an ECR repository name: 2-256",
+        ),
         ({"registry": {"region": "eu-west-1", "applications": ["web--x_"]}}, r"must be an ECR repository name"),
         ({"registry": {"region": "eu-west-1", "applications": ["x" * 257]}}, r"must be an ECR repository name"),
         ({"registry": {"region": "eu-west-1", "applications": ["web", "api", "web"]}}, r"applications has duplicates: \['web'\]"),
@@ -136,12 +139,12 @@ def test_config_is_frozen() -> None:
             r"oidcSubjects\.0\.ref = \"main; rm\"",
         ),
         (
-            {"gitlab": {"url": "http://gitlab.example.com", "variablesProject": "a/b"}},
+            {"gitlab": {"url": "http://gitlab.example.com"}},
             r"gitlab\.url = \"http://gitlab.example.com\": must be an https URL",
         ),
         (
-            {"gitlab": {"url": "https://gitlab.example.com", "variablesProject": "a/b", "variablesGroup": "a"}},
-            r"set exactly one of variablesProject or variablesGroup",
+            {"gitlab": {"url": "https://gitlab.example.com", "variablesProject": "a/b"}},
+            r"gitlab = .*: variablesProject is gone: each application's credentials and variables go to its own project",
         ),
         (
             {"network": {"jobEgressCidrs": ["10.0.0.1/8"]}},
@@ -196,7 +199,7 @@ def test_config_is_frozen() -> None:
             r"oidcSubjects\.0\.projectPath = \"a b\": must be a GitLab path",
         ),
         (
-            {"gitlab": {"url": "https://gitlab.example.com", "variablesProject": "a/b", "environmentScope": "prod env"}},
+            {"gitlab": {"url": "https://gitlab.example.com", "environmentScope": "prod env"}},
             r"gitlab\.environmentScope = \"prod env\": must be a GitLab environment name",
         ),
         ({"kubernetes": {"context": 7}}, r"kubernetes\.context = 7: Input should be a valid string"),
@@ -262,11 +265,11 @@ def test_config_is_frozen() -> None:
         ({"network": {"gitlabCidrs": ["gitlab.com"]}}, r"network\.gitlabCidrs\.0 = \"gitlab.com\": must be an IPv4 or IPv6 CIDR"),
         ({"network": {"enabled": "mostly"}}, r"network\.enabled = \"mostly\": Input should be a valid boolean"),
         (
-            {"gitlab": {"url": "https://gitlab.example.com", "variablesGroup": "acme group"}},
-            r"gitlab\.variablesGroup = \"acme group\": must be a GitLab path",
+            {"gitlab": {"url": "https://gitlab.example.com", "sharedVariablesGroup": "acme group"}},
+            r"gitlab\.sharedVariablesGroup = \"acme group\": must be a GitLab path",
         ),
         (
-            {"gitlab": {"url": "https://gitlab.example.com/gitlab", "variablesProject": "a/b"}},
+            {"gitlab": {"url": "https://gitlab.example.com/gitlab"}},
             r"gitlab\.url = \"https://gitlab.example.com/gitlab\": must be an https URL with no path",
         ),
         (
@@ -294,7 +297,7 @@ def test_invalid_config_names_key_value_and_allowed(overrides: dict, expected: s
 def test_missing_nested_required_values_are_named() -> None:
     raw = make_config()
     raw["runner"] = {"tags": ["x"]}
-    raw["gitlab"] = {"variablesProject": "acme/apps"}
+    raw["gitlab"] = {"protectVariables": True}
     message = error_of(raw)
     assert "gitlab-buildkit-runner:runner.scope: required but not set" in message
     assert "gitlab-buildkit-runner:gitlab.url: required but not set" in message
@@ -400,8 +403,9 @@ def test_stack_named_after_an_environment_must_declare_it() -> None:
 
 
 def test_oidc_issuer_must_not_have_a_port() -> None:
-    raw = make_config(credentials={"mode": "oidc", "oidcSubjects": [{"projectPath": "a/b", "ref": "main"}]})
-    raw["gitlab"] = {"url": "https://gitlab.example.com:8443", "variablesProject": "a/b"}
+    subjects = [{"projectPath": "acme/web", "ref": "main"}, {"projectPath": "acme/api", "ref": "main"}]
+    raw = make_config(credentials={"mode": "oidc", "oidcSubjects": subjects})
+    raw["gitlab"] = {"url": "https://gitlab.example.com:8443"}
     assert "gitlab.url 'https://gitlab.example.com:8443' has a port" in error_of(raw)
     raw["credentials"] = {"mode": "access-key"}
     assert parse_config(raw).gitlab.url == "https://gitlab.example.com:8443"
@@ -501,8 +505,12 @@ def test_helper_must_limit_ephemeral_storage_when_the_build_does() -> None:
         ({"runner": {"scope": SCOPE, "tags": ["buildkit\n"]}}, "runner.tags.0"),
         ({"runner": {"scope": SCOPE, "jobImage": "moby/buildkit:v0.25.1-rootless\n"}}, "runner.jobImage"),
         ({"runner": {"scope": SCOPE, "nodeSelector": {"kubernetes.io/arch\n": "amd64"}}}, "runner.nodeSelector"),
-        ({"gitlab": {"url": "https://gitlab.example.com\n", "variablesProject": "acme/apps"}}, "gitlab.url"),
-        ({"gitlab": {"url": "https://gitlab.example.com", "variablesProject": "acme/apps\n"}}, "gitlab.variablesProject"),
+        ({"gitlab": {"url": "https://gitlab.example.com\n"}}, "gitlab.url"),
+        ({"gitlab": {"url": "https://gitlab.example.com", "sharedVariablesGroup": "acme\n"}}, "gitlab.sharedVariablesGroup"),
+        (
+            {"registry": {"region": "eu-west-1", "applications": [{"name": "web", "projectPath": "acme/web\n"}]}},
+            "registry.applications.0.projectPath",
+        ),
         (
             {
                 "registry": {
@@ -605,8 +613,10 @@ def test_application_names_leave_room_for_the_cache_tag() -> None:
     """'cache-' + application + '.' + a 63-character ref slug must fit the 128 characters of an image tag."""
     name = "a" * 59
     message = error_of(make_config(registry={"region": "eu-west-1", "applications": [name]}))
-    assert f'registry.applications = "{name}": is longer than 58 characters' in message
-    assert parse_config(make_config(registry={"region": "eu-west-1", "applications": ["a" * 58]})).registry.applications == ["a" * 58]
+    assert f'registry.applications.0.name = "{name}": is longer than 58 characters' in message
+    assert parse_config(make_config(registry={"region": "eu-west-1", "applications": ["a" * 58]})).registry.application_names() == [
+        "a" * 58
+    ]
 
 
 @pytest.mark.parametrize(
@@ -619,3 +629,60 @@ def test_application_names_leave_room_for_the_cache_tag() -> None:
 def test_metadata_cidrs_must_cover_imds_and_the_pod_identity_agent(cidrs: list[str], missing: str) -> None:
     assert f"must cover {missing}" in error_of(make_config(network={"metadataCidrs": cidrs}))
     assert parse_config(make_config(network={"metadataCidrs": ["169.254.0.0/16", "fd00:ec2::/64"]})).network.enabled
+
+
+def test_applications_in_the_old_shape_get_a_migration_hint() -> None:
+    message = error_of(make_config(raw_applications=True, registry={"region": "eu-west-1", "applications": ["web", "api"]}))
+    assert 'registry.applications.0 = "web": name the application\'s GitLab project: {name: web, projectPath: <group>/<project>}' in message
+    assert 'registry.applications.1 = "api"' in message
+
+
+@pytest.mark.parametrize("key", ["variablesProject", "variablesGroup"])
+def test_the_old_shared_variables_target_gets_a_migration_hint(key: str) -> None:
+    message = error_of(make_config(gitlab={"url": "https://gitlab.example.com", key: "acme"}))
+    assert f"{key} is gone: each application's credentials and variables go to its own project" in message
+    assert "sharedVariablesGroup" in message
+
+
+OIDC = {"mode": "oidc"}
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+@pytest.mark.parametrize("ref", ["*", "release/*", "v*", "main*"])
+def test_outside_dev_only_exact_refs_are_trusted(environment: str, ref: str) -> None:
+    subjects = [{"projectPath": "acme/web", "ref": "main"}, {"projectPath": "acme/api", "ref": ref}]
+    raw = make_config(
+        environment=environment,
+        credentials={**OIDC, "oidcSubjects": subjects},
+        registry={"region": "eu-west-1", "applications": ["web", "api"], "protect": True},
+    )
+    message = error_of(raw)
+    assert (
+        f'gitlab-buildkit-runner:credentials.oidcSubjects.1.ref = "{ref}": is a pattern: outside dev only exact refs are trusted' in message
+    )
+
+
+def test_dev_may_trust_a_ref_pattern() -> None:
+    subjects = [{"projectPath": "acme/web", "ref": "feature/*"}, {"projectPath": "acme/api", "ref": "main"}]
+    assert parse_config(make_config(credentials={**OIDC, "oidcSubjects": subjects})).credentials.mode == "oidc"
+
+
+def test_oidc_subjects_must_name_an_application_project_and_cover_every_project() -> None:
+    stranger = [{"projectPath": "acme/web", "ref": "main"}, {"projectPath": "evil/app", "ref": "main"}]
+    assert 'credentials.oidcSubjects.1.projectPath = "evil/app": is not the project of any application' in error_of(
+        make_config(credentials={**OIDC, "oidcSubjects": stranger})
+    )
+    missing = [{"projectPath": "acme/web", "ref": "main"}]
+    assert "names no ref of project 'acme/api': its applications (api) could never push" in error_of(
+        make_config(credentials={**OIDC, "oidcSubjects": missing})
+    )
+
+
+def test_projects_whose_names_collide_are_refused() -> None:
+    apps = [{"name": "web", "projectPath": "acme/web-x"}, {"name": "api", "projectPath": "acme-web/x"}]
+    assert "map to the same name part 'acme-web-x'" in error_of(make_config(registry={"region": "eu-west-1", "applications": apps}))
+
+
+@pytest.mark.parametrize("ref", ["main*", "release/*", "", "a b"])
+def test_preview_refs_are_exact(ref: str) -> None:
+    assert "preview.refs.0 = " in error_of(make_config(preview={"projectPath": "acme/infra", "refs": [ref]}))

@@ -580,19 +580,19 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
         ),
         (
             "kubernetes:rbac.authorization.k8s.io/v1:Role",
-            None,
+            "runner-executor",
             lambda p: p["rules"][0]["verbs"].append("*"),
             ["kubernetes-rbac-no-wildcards"],
         ),
         (
             "kubernetes:rbac.authorization.k8s.io/v1:Role",
-            None,
+            "runner-executor",
             lambda p: p["rules"][0].update(resources=["*"]),
             ["kubernetes-rbac-no-wildcards"],
         ),
         (
             "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
-            None,
+            "runner-executor",
             lambda p: p.update(roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}),
             ["kubernetes-rbac-no-cluster-admin"],
         ),
@@ -632,13 +632,13 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
         ("aws:ecr/lifecyclePolicy:LifecyclePolicy", "ecr-web", lambda p: p.update(repository="other"), ["aws-ecr-lifecycle-policy"]),
         (
             "aws:iam/policy:Policy",
-            None,
+            "push-acme-web-policy",
             lambda p: p.update(policy=p["policy"].replace('"ecr:PutImage"', '"ecr:*"')),
             ["aws-iam-no-wildcard-actions"],
         ),
         (
             "aws:iam/policy:Policy",
-            None,
+            "push-acme-web-policy",
             lambda p: p.update(
                 policy=p["policy"].replace('"ecr:GetAuthorizationToken"', '"ecr:GetAuthorizationToken", "ecr:DeleteRepository"')
             ),
@@ -646,7 +646,7 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
         ),
         (
             "aws:iam/policy:Policy",
-            None,
+            "push-acme-web-policy",
             lambda p: p.update(
                 policy=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
             ),
@@ -654,13 +654,13 @@ def test_unconfined_mode_passes_only_when_acknowledged() -> None:
         ),
         (
             "aws:iam/userPolicyAttachment:UserPolicyAttachment",
-            None,
+            "push-acme-web-policy",
             lambda p: p.update(policyArn="arn:aws:iam::aws:policy/AdministratorAccess"),
             ["aws-iam-attachments-allow-listed", "aws-iam-no-admin"],
         ),
         (
             "aws:iam/user:User",
-            None,
+            "push-acme-web-ci",
             lambda p: p.update(
                 inlinePolicies=[{"name": "x", "policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})}]
             ),
@@ -676,7 +676,7 @@ def test_stack_violations(
 
 
 def test_cache_repository_is_the_declared_mutable_exception(pack: PolicyPack, dev_resources: list[ResourceInput]) -> None:
-    cache = next(r for r in dev_resources if r.name == "ecr-cache")
+    cache = next(r for r in dev_resources if r.name == "ecr-cache-acme-web")
     assert cache.props["imageTagMutability"] == "MUTABLE"
     assert "aws-ecr-immutable-tags" not in mandatory(pack, dev_resources)
 
@@ -703,16 +703,17 @@ def test_oidc_trust_without_sub_is_rejected(pack: PolicyPack) -> None:
         props["assumeRolePolicy"] = json.dumps(doc)
 
     assert mandatory(pack, resources) == []
-    assert mandatory(pack, replace(resources, "aws:iam/role:Role", drop_sub)) == ["aws-iam-oidc-trust-sub", "aws-iam-oidc-trust-sub"]
-    assert mandatory(pack, replace(resources, "aws:iam/role:Role", wildcard_sub)) == ["aws-iam-oidc-trust-sub"]
+    role = "push-acme-web-ci"
+    assert mandatory(pack, replace(resources, "aws:iam/role:Role", drop_sub, role)) == ["aws-iam-oidc-trust-sub"]
+    assert mandatory(pack, replace(resources, "aws:iam/role:Role", wildcard_sub, role)) == ["aws-iam-oidc-trust-sub"]
 
 
 def test_cache_repository_is_recognised_by_its_mark_whatever_its_name(pack: PolicyPack) -> None:
     """Regression: the pack matched the cache by name ('*/buildkit-cache'), the stack takes the name from config."""
     run = run_program(make_config(registry={"region": "eu-west-1", "applications": ["web"], "cacheRepository": "layer-cache"}))
     resources = stack_resources(run)
-    cache = next(r for r in resources if r.name == "ecr-cache")
-    assert cache.props["name"] == "layer-cache" and cache.props["imageTagMutability"] == "MUTABLE"
+    cache = next(r for r in resources if r.name == "ecr-cache-acme-web")
+    assert cache.props["name"] == "layer-cache/acme-web" and cache.props["imageTagMutability"] == "MUTABLE"
     assert "aws-ecr-immutable-tags" not in mandatory(pack, resources)
 
 
@@ -720,9 +721,9 @@ def test_cache_repository_is_recognised_by_its_mark_whatever_its_name(pack: Poli
     ("name", "change"),
     [
         # the mark is the exception, not the name: an unmarked repository called buildkit-cache is an application
-        ("ecr-cache", lambda p: p.pop("tags")),
-        ("ecr-cache", lambda p: p.update(tags={"gitlab-buildkit-runner/repository-role": "application"})),
-        ("ecr-cache", lambda p: p.update(tags={"gitlab-buildkit-runner/repository-role": "Buildkit-Cache"})),
+        ("ecr-cache-acme-web", lambda p: p.pop("tags")),
+        ("ecr-cache-acme-web", lambda p: p.update(tags={"gitlab-buildkit-runner/repository-role": "application"})),
+        ("ecr-cache-acme-web", lambda p: p.update(tags={"gitlab-buildkit-runner/repository-role": "Buildkit-Cache"})),
         ("ecr-web", lambda p: p.update(imageTagMutability="MUTABLE")),
         ("ecr-web", lambda p: p.update(imageTagMutability=None)),  # the provider default is MUTABLE
     ],

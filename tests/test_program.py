@@ -129,34 +129,55 @@ def test_release_inputs(run: ProgramRun) -> None:
 
 def test_ecr_repositories_and_lifecycles(run: ProgramRun) -> None:
     repos = {r.inputs["name"]: r for r in run.of_type("aws:ecr/repository:Repository")}
-    assert sorted(repos) == ["api", "buildkit-cache", "web"]
+    caches = ["buildkit-cache/acme-api", "buildkit-cache/acme-web"]
+    assert sorted(repos) == ["api", *caches, "web"]
     for name, repo in repos.items():
         assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
         assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
         assert repo.inputs["forceDelete"] is False
-        assert repo.inputs["imageTagMutability"] == ("MUTABLE" if name == "buildkit-cache" else "IMMUTABLE")
+        assert repo.inputs["imageTagMutability"] == ("MUTABLE" if name in caches else "IMMUTABLE")
         assert repo.protect is False  # dev
     lifecycles = {r.inputs["repository"]: json.loads(r.inputs["policy"]) for r in run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")}
-    assert sorted(lifecycles) == ["api", "buildkit-cache", "web"]
+    assert sorted(lifecycles) == ["api", *caches, "web"]
     # release tags first (never expired by the count rule), then untagged, then the count over any tag
     assert [r["selection"]["tagStatus"] for r in lifecycles["web"]["rules"]] == ["tagged", "tagged", "untagged", "any"]
-    assert lifecycles["buildkit-cache"]["rules"][1]["selection"]["tagPatternList"] == ["cache-*"]
+    assert lifecycles["buildkit-cache/acme-web"]["rules"][1]["selection"]["tagPatternList"] == ["cache-*"]
     assert run.of_type("aws:ecr/repositoryPolicy:RepositoryPolicy") == []
 
 
-def test_push_policy_covers_exactly_the_stack_repositories(run: ProgramRun) -> None:
-    policy = json.loads(run.one("aws:iam/policy:Policy").inputs["policy"])
-    assert policy["Statement"][1]["Resource"] == sorted(
-        f"arn:aws:ecr:eu-west-1:123456789012:repository/{n}" for n in ("api", "buildkit-cache", "web")
+def test_each_project_may_push_only_to_its_own_repositories_and_cache(run: ProgramRun) -> None:
+    """Regression: one identity could push to every application's repository and the shared cache."""
+    policies = {r.inputs["name"]: json.loads(r.inputs["policy"]) for r in run.of_type("aws:iam/policy:Policy")}
+    arn = "arn:aws:ecr:eu-west-1:123456789012:repository/{}".format
+    for project in ("web", "api"):
+        name = f"gitlab-buildkit-push-dev-acme-{project}"
+        assert policies[name]["Statement"][1]["Resource"] == sorted([arn(project), arn(f"buildkit-cache/acme-{project}")])
+    attachments = {r.inputs["user"]: r.inputs["policyArn"] for r in run.of_type("aws:iam/userPolicyAttachment:UserPolicyAttachment")}
+    assert attachments == {
+        "gitlab-buildkit-push-dev-acme-web": "arn:aws:iam::123456789012:policy/gitlab-buildkit-push-dev-acme-web",
+        "gitlab-buildkit-push-dev-acme-api": "arn:aws:iam::123456789012:policy/gitlab-buildkit-push-dev-acme-api",
+    }
+
+
+def test_applications_of_one_project_share_its_identity_and_cache() -> None:
+    apps = [
+        {"name": "web", "projectPath": "acme/mono"},
+        {"name": "api", "projectPath": "acme/mono"},
+        {"name": "ops", "projectPath": "acme/ops"},
+    ]
+    run = run_program(make_config(registry={"region": "eu-west-1", "applications": apps}))
+    policies = {r.inputs["name"]: json.loads(r.inputs["policy"]) for r in run.of_type("aws:iam/policy:Policy")}
+    arn = "arn:aws:ecr:eu-west-1:123456789012:repository/{}".format
+    assert policies["gitlab-buildkit-push-dev-acme-mono"]["Statement"][1]["Resource"] == sorted(
+        [arn("web"), arn("api"), arn("buildkit-cache/acme-mono")]
     )
-    attachment = run.one("aws:iam/userPolicyAttachment:UserPolicyAttachment").inputs
-    assert attachment["policyArn"] == "arn:aws:iam::123456789012:policy/gitlab-buildkit-push-dev"
-    assert run.one("aws:iam/policy:Policy").inputs["name"] == "gitlab-buildkit-push-dev"
-    assert attachment["user"] == "gitlab-buildkit-push-dev"
+    assert policies["gitlab-buildkit-push-dev-acme-ops"]["Statement"][1]["Resource"] == sorted([arn("ops"), arn("buildkit-cache/acme-ops")])
+    mono = {r.inputs["key"] for r in run.of_type("gitlab:index/projectVariable:ProjectVariable") if r.inputs["project"] == "acme/mono"}
+    assert {"ECR_REPOSITORY_WEB", "ECR_REPOSITORY_API"} <= mono and "ECR_REPOSITORY_OPS" not in mono
 
 
-def ci_variables(run: ProgramRun) -> dict[str, object]:
-    return {r.inputs["key"]: r for r in run.of_type("gitlab:index/projectVariable:ProjectVariable")}
+def ci_variables(run: ProgramRun, project: str = "acme/web") -> dict[str, object]:
+    return {r.inputs["key"]: r for r in run.of_type("gitlab:index/projectVariable:ProjectVariable") if r.inputs["project"] == project}
 
 
 def test_ci_variables_access_key_mode(run: ProgramRun) -> None:
@@ -167,17 +188,17 @@ def test_ci_variables_access_key_mode(run: ProgramRun) -> None:
         "AWS_SECRET_ACCESS_KEY",
         "BUILDKIT_CACHE_REPOSITORY",
         "ECR_REGISTRY",
-        "ECR_REPOSITORY_API",
         "ECR_REPOSITORY_WEB",
     ]
+    assert "ECR_REPOSITORY_API" in ci_variables(run, "acme/api") and run.of_type("gitlab:index/groupVariable:GroupVariable") == []
     for reg in variables.values():
         inputs = reg.inputs
-        assert inputs["project"] == "acme/apps" and inputs["environmentScope"] == "dev" and inputs["raw"] is True
+        assert inputs["project"] == "acme/web" and inputs["environmentScope"] == "dev" and inputs["raw"] is True
         assert inputs["protected"] is True  # protectVariables defaults to true
     registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
     assert variables["ECR_REGISTRY"].inputs["value"] == registry
     assert variables["ECR_REPOSITORY_WEB"].inputs["value"] == f"{registry}/web"
-    assert variables["BUILDKIT_CACHE_REPOSITORY"].inputs["value"] == f"{registry}/buildkit-cache"
+    assert variables["BUILDKIT_CACHE_REPOSITORY"].inputs["value"] == f"{registry}/buildkit-cache/acme-web"
     secret = variables["AWS_SECRET_ACCESS_KEY"]
     assert secret.inputs["value"] == MOCK_SECRET_ACCESS_KEY
     assert secret.secret_paths() == {"value"}
@@ -185,54 +206,63 @@ def test_ci_variables_access_key_mode(run: ProgramRun) -> None:
     assert variables["AWS_ACCESS_KEY_ID"].inputs["masked"] is True
     assert variables["AWS_ACCESS_KEY_ID"].secret_paths() == set()
     assert variables["ECR_REGISTRY"].inputs["masked"] is False
+    # each project gets its own identity's key
+    assert variables["AWS_ACCESS_KEY_ID"].inputs["value"] != ci_variables(run, "acme/api")["AWS_ACCESS_KEY_ID"].inputs["value"]
     # The engine marks AccessKey.secret secret from this request field; the mock SDK does not.
-    assert "secret" in run.one("aws:iam/accessKey:AccessKey").additional_secret_outputs
+    assert all("secret" in k.additional_secret_outputs for k in run.of_type("aws:iam/accessKey:AccessKey"))
     assert MOCK_SECRET_ACCESS_KEY not in json.dumps(run.outputs, default=str)
 
 
-def test_unprotected_variables_keep_credentials_protected() -> None:
+def test_shared_group_variables_are_an_opt_in_without_credentials() -> None:
     raw = make_config()
-    raw["gitlab"] = {"url": "https://gitlab.example.com", "variablesGroup": "acme", "protectVariables": False}
+    raw["gitlab"] = {"url": "https://gitlab.example.com", "sharedVariablesGroup": "acme", "protectVariables": False}
     run = run_program(raw)
-    variables = {r.inputs["key"]: r.inputs for r in run.of_type("gitlab:index/groupVariable:GroupVariable")}
-    assert run.of_type("gitlab:index/projectVariable:ProjectVariable") == []
-    assert variables["ECR_REGISTRY"]["protected"] is False and variables["ECR_REGISTRY"]["group"] == "acme"
-    assert variables["AWS_SECRET_ACCESS_KEY"]["protected"] is True
-    assert variables["AWS_ACCESS_KEY_ID"]["protected"] is True
+    shared = {r.inputs["key"]: r.inputs for r in run.of_type("gitlab:index/groupVariable:GroupVariable")}
+    assert sorted(shared) == ["AWS_DEFAULT_REGION", "ECR_REGISTRY"] and shared["ECR_REGISTRY"]["group"] == "acme"
+    assert shared["ECR_REGISTRY"]["protected"] is False
+    web = ci_variables(run)
+    assert "ECR_REGISTRY" not in web
+    assert web["AWS_SECRET_ACCESS_KEY"].inputs["protected"] is True and web["AWS_ACCESS_KEY_ID"].inputs["protected"] is True
+
+
+OIDC_SUBJECTS = [{"projectPath": "acme/web", "ref": "main"}, {"projectPath": "acme/api", "ref": "main"}]
 
 
 def test_oidc_mode() -> None:
-    run = run_program(make_config(credentials={"mode": "oidc", "oidcSubjects": [{"projectPath": "acme/web", "ref": "main"}]}))
+    run = run_program(make_config(credentials={"mode": "oidc", "oidcSubjects": OIDC_SUBJECTS}))
     assert run.of_type("aws:iam/user:User") == [] and run.of_type("aws:iam/accessKey:AccessKey") == []
     provider = run.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider").inputs
     assert provider["url"] == "https://gitlab.example.com" and provider["clientIdLists"] == ["https://gitlab.example.com"]
-    trust = json.loads(run.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
-    (statement,) = trust["Statement"]
+    roles = {r.inputs["name"]: json.loads(r.inputs["assumeRolePolicy"]) for r in run.of_type("aws:iam/role:Role")}
+    (statement,) = roles["gitlab-buildkit-push-dev-acme-web"]["Statement"]
     assert statement["Principal"] == {"Federated": "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"}
+    # each project's role trusts only that project's refs
     assert statement["Condition"]["StringEquals"]["gitlab.example.com:sub"] == ["project_path:acme/web:ref_type:branch:ref:main"]
+    api = roles["gitlab-buildkit-push-dev-acme-api"]["Statement"][0]["Condition"]["StringEquals"]["gitlab.example.com:sub"]
+    assert api == ["project_path:acme/api:ref_type:branch:ref:main"]
     variables = ci_variables(run)
     assert "AWS_ACCESS_KEY_ID" not in variables and "AWS_SECRET_ACCESS_KEY" not in variables
-    assert variables["AWS_ROLE_ARN"].inputs["value"] == "arn:aws:iam::123456789012:role/gitlab-buildkit-push-dev"
-    assert run.outputs["pushRoleArn"] == "arn:aws:iam::123456789012:role/gitlab-buildkit-push-dev"
+    assert variables["AWS_ROLE_ARN"].inputs["value"] == "arn:aws:iam::123456789012:role/gitlab-buildkit-push-dev-acme-web"
+    assert run.outputs["pushIdentities"] == {
+        "acme/web": "gitlab-buildkit-push-dev-acme-web",
+        "acme/api": "gitlab-buildkit-push-dev-acme-api",
+    }
 
 
 def test_existing_oidc_provider_is_reused() -> None:
     arn = "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"
-    run = run_program(
-        make_config(credentials={"mode": "oidc", "oidcProviderArn": arn, "oidcSubjects": [{"projectPath": "a/b", "ref": "main"}]})
-    )
+    run = run_program(make_config(credentials={"mode": "oidc", "oidcProviderArn": arn, "oidcSubjects": OIDC_SUBJECTS}))
     assert run.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == []
-    assert arn in run.one("aws:iam/role:Role").inputs["assumeRolePolicy"]
+    assert all(arn in r.inputs["assumeRolePolicy"] for r in run.of_type("aws:iam/role:Role"))
 
 
 def test_key_rotation_slots() -> None:
     run = run_program(make_config(credentials={"accessKeySlots": ["blue", "green"], "activeAccessKey": "green"}))
     keys = run.of_type("aws:iam/accessKey:AccessKey")
-    assert sorted(k.name for k in keys) == ["push-blue", "push-green"]
+    assert sorted(k.name for k in keys) == ["push-acme-api-blue", "push-acme-api-green", "push-acme-web-blue", "push-acme-web-green"]
     ids = {k.name: k.resource_id for k in keys}
-    assert ids["push-green"] != ids["push-blue"]
-    assert ci_variables(run)["AWS_ACCESS_KEY_ID"].inputs["value"] == ids["push-green"]
-    assert run.outputs["pushAccessKeyId"] == ids["push-green"]
+    assert ids["push-acme-web-green"] != ids["push-acme-web-blue"]
+    assert ci_variables(run)["AWS_ACCESS_KEY_ID"].inputs["value"] == ids["push-acme-web-green"]
 
 
 def test_prod_protects_stateful_aws_resources_only() -> None:
@@ -259,11 +289,11 @@ def test_prod_rotation_can_drop_the_old_key() -> None:
     run = run_program(during, stack="prod")
     protect = {(r.type.split(":")[-1], r.name): r.protect for r in run.resources if r.type.startswith("aws:iam")}
     assert protect == {
-        ("Policy", "push-policy"): True,
-        ("User", "push-ci"): True,
-        ("UserPolicyAttachment", "push-policy"): True,
-        ("AccessKey", "push-blue"): False,
-        ("AccessKey", "push-green"): False,
+        ("Policy", "push-acme-web-policy"): True,
+        ("User", "push-acme-web-ci"): True,
+        ("UserPolicyAttachment", "push-acme-web-policy"): True,
+        ("AccessKey", "push-acme-web-blue"): False,
+        ("AccessKey", "push-acme-web-green"): False,
     }
 
 
@@ -311,7 +341,7 @@ def test_pull_principals_add_a_repository_policy_per_repository() -> None:
     principal = "arn:aws:iam::210987654321:role/deployer"
     run = run_program(make_config(registry={"region": "eu-west-1", "applications": ["web"], "pullPrincipals": [principal]}))
     policies = run.of_type("aws:ecr/repositoryPolicy:RepositoryPolicy")
-    assert sorted(p.inputs["repository"] for p in policies) == ["buildkit-cache", "web"]
+    assert sorted(p.inputs["repository"] for p in policies) == ["buildkit-cache/acme-web", "web"]
     (statement,) = json.loads(policies[0].inputs["policy"])["Statement"]
     assert statement["Principal"] == {"AWS": [principal]}
 
@@ -330,8 +360,8 @@ def test_kms_encryption_and_cache_exclusion_filter() -> None:
     repos = {r.inputs["name"]: r.inputs for r in run_program(raw).of_type("aws:ecr/repository:Repository")}
     assert repos["web"]["encryptionConfigurations"] == [{"encryptionType": "KMS", "kmsKey": key}]
     assert "imageTagMutabilityExclusionFilters" not in repos["web"]
-    assert repos["buildkit-cache"]["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
-    assert repos["buildkit-cache"]["imageTagMutabilityExclusionFilters"] == [{"filter": "cache-*", "filterType": "WILDCARD"}]
+    assert repos["buildkit-cache/acme-web"]["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert repos["buildkit-cache/acme-web"]["imageTagMutabilityExclusionFilters"] == [{"filter": "cache-*", "filterType": "WILDCARD"}]
 
 
 def test_creation_order_is_explicit_where_names_are_plain_strings(run: ProgramRun) -> None:
@@ -348,8 +378,12 @@ def test_creation_order_is_explicit_where_names_are_plain_strings(run: ProgramRu
     repos = {r.inputs["name"]: r.urn for r in run.of_type("aws:ecr/repository:Repository")}
     for lifecycle in run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy"):
         assert repos[lifecycle.inputs["repository"]] in lifecycle.dependencies
-    attachment = run.one("aws:iam/userPolicyAttachment:UserPolicyAttachment")
-    assert {run.one("aws:iam/policy:Policy").urn, run.one("aws:iam/user:User").urn} <= set(attachment.dependencies)
+    for project in ("acme-web", "acme-api"):
+        attachment = run.one("aws:iam/userPolicyAttachment:UserPolicyAttachment", f"push-{project}-policy")
+        assert {
+            run.one("aws:iam/policy:Policy", f"push-{project}-policy").urn,
+            run.one("aws:iam/user:User", f"push-{project}-ci").urn,
+        } <= set(attachment.dependencies)
 
 
 def test_prod_stack_cannot_run_with_dev_rules() -> None:

@@ -66,7 +66,7 @@ def privileged_runner(run: ProgramRun) -> None:
 
 
 def wildcard_iam(run: ProgramRun) -> None:
-    policy = run.one("aws:iam/policy:Policy").raw_inputs
+    policy = run.one("aws:iam/policy:Policy", "push-acme-web-policy").raw_inputs
     policy["policy"] = policy["policy"].replace('"ecr:PutImage"', '"ecr:*"')
 
 
@@ -88,7 +88,7 @@ def broken_lifecycle(run: ProgramRun) -> None:
         (
             wildcard_iam,
             [
-                "[iam-policy_sentry] push-policy: Statement[1]: ecr:* is not a known IAM action",
+                "[iam-policy_sentry] push-acme-web-policy: Statement[1]: ecr:* is not a known IAM action",
                 "[policy aws-iam-no-wildcard-actions] Statement[1] allows wildcard action 'ecr:*'",
             ],
         ),
@@ -110,12 +110,12 @@ def test_broken_state_fails_with_a_pointer(pack: PolicyPack, tmp_path: Path, mut
 
 def test_parliament_failure_is_reported(pack: PolicyPack, tmp_path: Path) -> None:
     def allow_everything(run: ProgramRun) -> None:
-        run.one("aws:iam/policy:Policy").raw_inputs["policy"] = json.dumps(
+        run.one("aws:iam/policy:Policy", "push-acme-web-policy").raw_inputs["policy"] = json.dumps(
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
         )
 
     report = synth_stack("dev", config=make_config(), pack=pack, build_dir=tmp_path, mutate=allow_everything)
-    assert any(f.startswith("[iam-parliament] push-policy:") for f in report.failures), report.failures
+    assert any(f.startswith("[iam-parliament] push-acme-web-policy:") for f in report.failures), report.failures
 
 
 def test_invalid_config_fails_before_anything_else(pack: PolicyPack, tmp_path: Path) -> None:
@@ -134,7 +134,10 @@ def test_invalid_config_fails_before_anything_else(pack: PolicyPack, tmp_path: P
 def test_cli_exit_status_and_readable_report(tmp_path: Path) -> None:
     broken = tmp_path / "Pulumi.broken.yaml"
     data = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    data["config"]["gitlab-buildkit-runner:registry"]["applications"] = ["web", "Web"]
+    data["config"]["gitlab-buildkit-runner:registry"]["applications"] = [
+        {"name": "web", "projectPath": "acme/web"},
+        {"name": "Web", "projectPath": "acme/web"},
+    ]
     broken.write_text(yaml.safe_dump(data))
     result = subprocess.run(
         [sys.executable, "-m", "verify.synth", "--stack", "dev", "--config-file", str(broken), "--build-dir", str(tmp_path / "build")],
@@ -145,7 +148,7 @@ def test_cli_exit_status_and_readable_report(tmp_path: Path) -> None:
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED dev" in result.stdout
-    assert 'gitlab-buildkit-runner:registry.applications.1 = "Web": must be an ECR repository name' in result.stdout
+    assert 'gitlab-buildkit-runner:registry.applications.1.name = "Web": must be an ECR repository name' in result.stdout
     assert "== total" in result.stdout
 
 

@@ -6,7 +6,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from verify.harness import PROJECT, RecordingMonitor, StackMocks
+from verify.harness import PROJECT, RecordingMonitor, StackMocks, run_stack
 from verify.urns import check_stack, load_pins, shipped_stacks
 
 
@@ -56,3 +56,28 @@ def test_alias_urns_are_resolved_like_the_engine() -> None:
     assert by_name["ecr-api"].aliases == [
         "urn:pulumi:dev::gitlab-buildkit-runner::gitlab-buildkit-runner:registry:ImageRegistry$aws:ecr/repository:Repository::ecr-api"
     ]
+
+
+# The application repositories and lifecycle policies of the shipped stacks before per-project
+# identities: the upgrade must keep every one of them (a new URN would replace a repository of images).
+APPLICATION_URNS = [
+    f"urn:pulumi:{stack}::gitlab-buildkit-runner::gitlab-buildkit-runner:registry:ImageRegistry$aws:ecr/{kind}::ecr-{app}"
+    for stack in ("dev", "staging", "prod")
+    for app in ("web", "api", "worker")
+    for kind in ("repository:Repository", "lifecyclePolicy:LifecyclePolicy")
+]
+
+
+@pytest.mark.parametrize("urn", APPLICATION_URNS)
+def test_the_upgrade_to_per_project_identities_keeps_every_application_repository(urn: str) -> None:
+    stack = urn.split(":")[2]
+    from verify.harness import engine_urn
+
+    assert urn in {engine_urn(r.urn) for r in run_stack(stack).resources}
+
+
+def test_the_oidc_provider_moves_by_alias_not_replacement() -> None:
+    run = run_stack("staging")
+    provider = run.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    old = "urn:pulumi:staging::gitlab-buildkit-runner::gitlab-buildkit-runner:credentials:PushIdentity$aws:iam/openIdConnectProvider:OpenIdConnectProvider::push-gitlab"
+    assert provider.aliases == [old]

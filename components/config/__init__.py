@@ -16,13 +16,15 @@ from .gitlab import GitlabConfig
 from .kubernetes import JobQuota, KubernetesConfig, Resources
 from .loading import PROJECT, SECRET_KEYS, ConfigError, load_config, parse_config, project_config
 from .network import NetworkConfig
-from .registry import Lifecycle, RegistryConfig
+from .preview import PreviewConfig
+from .registry import Application, Lifecycle, RegistryConfig, project_key
 from .runner import JobSecurityMode, RunnerConfig, RunnerScope, RunnerType
 from .stack import Environment, StackConfig
 
 __all__ = [
     "PROJECT",
     "SECRET_KEYS",
+    "Application",
     "ConfigError",
     "CredentialsConfig",
     "CredentialsMode",
@@ -35,6 +37,7 @@ __all__ = [
     "Lifecycle",
     "NetworkConfig",
     "OidcSubject",
+    "PreviewConfig",
     "RegistryConfig",
     "Resources",
     "RunnerConfig",
@@ -46,6 +49,7 @@ __all__ = [
     "parse_config",
     "parse_quantity",
     "project_config",
+    "project_key",
     "split_image",
     "variable_suffix",
 ]

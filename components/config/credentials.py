@@ -22,7 +22,8 @@ class OidcSubject(ConfigModel):
     ref_type: Literal["branch", "tag"] = "branch"
     """'branch' or 'tag'."""
     ref: Annotated[str, matching(re.compile(r"[A-Za-z0-9_.*/-]+"), "a branch/tag name or pattern of A-Za-z0-9_.*/-")]
-    """Branch or tag name; '*' makes it a StringLike pattern."""
+    """Branch or tag name, which must be protected in GitLab (the token cannot say); a '*' pattern
+    (StringLike) only in dev: anyone who can push a matching branch or tag could assume the role."""
 
 
 class CredentialsConfig(ConfigModel):
@@ -37,7 +38,8 @@ class CredentialsConfig(ConfigModel):
     oidc_provider_arn: Arn | None = None
     """Existing IAM OIDC provider for the GitLab host; unset creates one."""
     oidc_subjects: list[OidcSubject] = []
-    """Project refs allowed to assume the push role."""
+    """Refs of the applications' projects allowed to assume that project's push role (exact and
+    protected outside dev)."""
 
     @model_validator(mode="after")
     def _settings_match_mode(self) -> CredentialsConfig:

@@ -9,7 +9,6 @@ from pydantic import Field, model_validator
 from .base import ConfigModel, RuleViolation
 from .fields import Cidr, DnsLabel
 
-
 # IMDS and the EKS Pod Identity agent, IPv4 and IPv6 (the pack restates them: tests/test_contracts.py).
 # Ref: https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html
 METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254", "169.254.170.23", "fd00:ec2::23")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from .base import ConfigModel, RuleViolation
 from .ci_names import repository_variable
-from .fields import AWS_REGION, Arn, EcrName, matching
+from .fields import AWS_REGION, Arn, EcrName, GitlabPath, matching
 
 
 def _release_pattern(value: str) -> str:
@@ -39,15 +39,40 @@ class Lifecycle(ConfigModel):
 MAX_APPLICATION_NAME = 128 - len("cache-") - 1 - 63
 
 
+def project_key(project_path: str) -> str:
+    """A GitLab project path as a name part: 'acme/web-api' -> 'acme-web-api' (lowercase)."""
+    return re.sub(r"[^a-z0-9]+", "-", project_path.lower()).strip("-")
+
+
+def _application(value: object) -> object:
+    if isinstance(value, str):
+        raise ValueError(
+            f"name the application's GitLab project: {{name: {value}, projectPath: <group>/<project>}} "
+            "(its push identity, cache and CI/CD variables belong to that project; see UPGRADE.md)"
+        )
+    return value
+
+
+class Application(ConfigModel):
+    """One application: its ECR repository and the GitLab project that builds it."""
+
+    name: EcrName
+    """Repository name after the prefix (ECR rules); the build template's `app` input."""
+    project_path: GitlabPath
+    """GitLab project that builds it: gets the push credentials and CI/CD variables; applications
+    of one project share its push identity and cache repository (one trust boundary)."""
+
+
 class RegistryConfig(ConfigModel):
     region: Annotated[str, matching(AWS_REGION, "an AWS region such as 'eu-west-1'")]
     """AWS region of the repositories (also the explicit AWS provider's region)."""
     repository_prefix: EcrName | None = None
     """Prefix of every repository name: '<prefix>/<application>'."""
-    applications: list[EcrName] = Field(min_length=1)
-    """Application repository names (ECR rules); one CI variable ECR_REPOSITORY_<NAME> each."""
+    applications: list[Annotated[Application, BeforeValidator(_application)]] = Field(min_length=1)
+    """Applications: {name, projectPath}; one repository and one CI variable ECR_REPOSITORY_<NAME> each."""
     cache_repository: EcrName = "buildkit-cache"
-    """Name of the BuildKit cache repository (after the prefix)."""
+    """Path of the BuildKit cache repositories (after the prefix): one per GitLab project,
+    '<prefix>/<cacheRepository>/<project key>', writable only by that project's identity."""
     image_tag_mutability: Literal["IMMUTABLE", "MUTABLE"] = "IMMUTABLE"
     """Tag mutability of application repositories; prod requires IMMUTABLE."""
     cache_tag_mutability: Literal["MUTABLE", "IMMUTABLE_WITH_EXCLUSION"] = "MUTABLE"
@@ -67,25 +92,32 @@ class RegistryConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _repository_names_are_distinct(self) -> RegistryConfig:
-        if len(set(self.applications)) != len(self.applications):
-            dupes = sorted({a for a in self.applications if self.applications.count(a) > 1})
+        names = self.application_names()
+        if len(set(names)) != len(names):
+            dupes = sorted({a for a in names if names.count(a) > 1})
             raise ValueError(f"applications has duplicates: {dupes}")
         variables: dict[str, str] = {}
-        for app in self.applications:
+        for app in names:
             variable = repository_variable(app)
             if variable in variables:
                 raise ValueError(f"applications {variables[variable]!r} and {app!r} map to the same CI variable {variable}; rename one")
             variables[variable] = app
-        for app in self.applications:
+        for index, app in enumerate(names):
             if len(app) > MAX_APPLICATION_NAME:
                 raise RuleViolation(
-                    "applications",
+                    f"applications.{index}.name",
                     app,
                     f"is longer than {MAX_APPLICATION_NAME} characters: the build template's cache tag "
                     f"'cache-<application>.<ref slug>' must fit the 128 characters of an image tag",
                 )
-        if self.cache_repository in self.applications:
-            raise ValueError(f"cacheRepository {self.cache_repository!r} is also an application")
+        keys: dict[str, str] = {}
+        for path in self.projects():
+            key = project_key(path)
+            if key in keys and keys[key] != path:
+                raise ValueError(f"projects {keys[key]!r} and {path!r} map to the same name part {key!r}; they cannot both build here")
+            keys[key] = path
+        if any(n == self.cache_repository or n.startswith(f"{self.cache_repository}/") for n in names):
+            raise ValueError(f"cacheRepository {self.cache_repository!r} is also an application (or contains one)")
         for name in self.repository_names():
             if len(name) > 256:
                 raise ValueError(f"repository name {name!r} (prefix + name) is longer than 256 characters")
@@ -100,9 +132,18 @@ class RegistryConfig(ConfigModel):
     def repository_name(self, app: str) -> str:
         return f"{self.repository_prefix}/{app}" if self.repository_prefix else app
 
-    @property
-    def cache_repository_name(self) -> str:
-        return self.repository_name(self.cache_repository)
+    def application_names(self) -> list[str]:
+        return [a.name for a in self.applications]
+
+    def projects(self) -> dict[str, list[str]]:
+        """GitLab project path -> its applications, in config order."""
+        result: dict[str, list[str]] = {}
+        for app in self.applications:
+            result.setdefault(app.project_path, []).append(app.name)
+        return result
+
+    def cache_repository_name(self, project_path: str) -> str:
+        return self.repository_name(f"{self.cache_repository}/{project_key(project_path)}")
 
     def repository_names(self) -> list[str]:
-        return [self.repository_name(a) for a in [*self.applications, self.cache_repository]]
+        return [*(self.repository_name(a) for a in self.application_names()), *(self.cache_repository_name(p) for p in self.projects())]

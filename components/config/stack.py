@@ -13,6 +13,7 @@ from .fields import is_pinned_image, largest_quantity, parse_quantity
 from .gitlab import GitlabConfig
 from .kubernetes import KubernetesConfig
 from .network import NetworkConfig
+from .preview import PreviewConfig
 from .registry import RegistryConfig
 from .runner import RunnerConfig
 
@@ -34,6 +35,8 @@ class StackConfig(ConfigModel):
     """GitLab instance and where CI/CD variables go."""
     network: NetworkConfig = NetworkConfig()
     """NetworkPolicies for the runner namespaces."""
+    preview: PreviewConfig = PreviewConfig()
+    """Read-only identity for `pulumi preview` from protected branches of this repository."""
 
     @model_validator(mode="after")
     def _prod_is_pinned_and_protected(self) -> StackConfig:
@@ -51,6 +54,35 @@ class StackConfig(ConfigModel):
                 problems.append("registry.forceDelete must be false (deleting a repository must not delete images)")
             if problems:
                 raise ValueError("prod rules: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_subjects_name_application_projects(self) -> StackConfig:
+        projects = self.registry.projects()
+        for index, subject in enumerate(self.credentials.oidc_subjects):
+            if subject.project_path not in projects:
+                raise RuleViolation(
+                    f"credentials.oidcSubjects.{index}.projectPath",
+                    subject.project_path,
+                    f"is not the project of any application ({', '.join(sorted(projects))}): each project's role trusts only its own refs",
+                )
+            if self.environment != "dev" and "*" in subject.ref:
+                raise RuleViolation(
+                    f"credentials.oidcSubjects.{index}.ref",
+                    subject.ref,
+                    "is a pattern: outside dev only exact refs are trusted, since the ID token cannot say whether "
+                    "a ref is protected and anyone who can push a matching branch or tag could assume the push role; "
+                    "list each protected branch or tag",
+                )
+        if self.credentials.mode == "oidc":
+            trusted = {s.project_path for s in self.credentials.oidc_subjects}
+            for path in projects:
+                if path not in trusted:
+                    raise RuleViolation(
+                        "credentials.oidcSubjects",
+                        [s.project_path for s in self.credentials.oidc_subjects],
+                        f"names no ref of project {path!r}: its applications ({', '.join(projects[path])}) could never push",
+                    )
         return self
 
     @model_validator(mode="after")
