@@ -280,6 +280,17 @@ def terraform_report(digest: Mapping[str, Any]) -> dict[str, int]:
     return {"create": counts["create"] + counts["replace"], "update": counts["update"], "delete": counts["delete"] + counts["replace"]}
 
 
+def merge_requests_of_branch(*, api_url: str, token: str, project_id: str, branch: str) -> list[str]:
+    """IIDs of the open merge requests whose source is `branch` of this project (a protected-branch
+    pipeline previews for them)."""
+    import gitlab
+
+    client = gitlab.Gitlab(api_url.removesuffix("/").removesuffix("/api/v4"), private_token=token)
+    project = client.projects.get(project_id, lazy=True)
+    found = project.mergerequests.list(state="opened", source_branch=branch, iterator=True)
+    return [str(mr.iid) for mr in found if str(getattr(mr, "source_project_id", project_id)) == str(project_id)]
+
+
 def upsert_note(*, api_url: str, token: str, project_id: str, mr_iid: str, stack: str, body: str) -> str:
     """Update this stack's note (found by its marker) or create it. Returns 'updated' or 'created'."""
     import gitlab
@@ -310,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write the Markdown here")
     parser.add_argument("--terraform-report", type=Path, help="write GitLab's terraform report JSON here")
     parser.add_argument("--post", action="store_true", help="create or update the merge-request note")
+    parser.add_argument(
+        "--source-branch",
+        help="in a branch pipeline (no CI_MERGE_REQUEST_IID): post to every open merge request from this branch",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -326,21 +341,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.terraform_report:
         args.terraform_report.write_text(json.dumps(terraform_report(digest)))
     if args.post:
-        missing = [v for v in ("CI_API_V4_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID", "PREVIEW_NOTE_TOKEN") if not os.environ.get(v)]
+        needed = ["CI_API_V4_URL", "CI_PROJECT_ID", *([] if args.source_branch else ["CI_MERGE_REQUEST_IID"]), "PREVIEW_NOTE_TOKEN"]
+        missing = [v for v in needed if not os.environ.get(v)]
         if missing:
             print(
                 f"--post needs {', '.join(missing)} (set by GitLab in merge-request pipelines; the token is a CI variable)", file=sys.stderr
             )
             return 2
-        action = upsert_note(
-            api_url=os.environ["CI_API_V4_URL"],
-            token=os.environ["PREVIEW_NOTE_TOKEN"],
-            project_id=os.environ["CI_PROJECT_ID"],
-            mr_iid=os.environ["CI_MERGE_REQUEST_IID"],
-            stack=args.stack,
-            body=body,
+        api = {"api_url": os.environ["CI_API_V4_URL"], "token": os.environ["PREVIEW_NOTE_TOKEN"], "project_id": os.environ["CI_PROJECT_ID"]}
+        iids = (
+            [os.environ["CI_MERGE_REQUEST_IID"]] if not args.source_branch else merge_requests_of_branch(**api, branch=args.source_branch)
         )
-        print(f"preview note for {args.stack} {action}")
+        if not iids:
+            print(f"no open merge request from {args.source_branch}: nothing to post (the preview is in the job log)")
+        for iid in iids:
+            action = upsert_note(**api, mr_iid=iid, stack=args.stack, body=body)
+            print(f"preview note for {args.stack} {action} (!{iid})")
     else:
         print(body)
     return 0

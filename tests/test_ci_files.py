@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -34,6 +35,8 @@ PREDEFINED = {
     "CI_SERVER_URL",
     "HOME",
     "PATH",
+    "USER",
+    "XDG_RUNTIME_DIR",
 }
 # Set by the template itself (job variables, id_tokens, or exported in the script).
 TEMPLATE_OWN = {
@@ -138,7 +141,8 @@ def test_template_job_shape() -> None:
     assert "mode=max,image-manifest=true,oci-mediatypes=true" in script
     assert script.count("--import-cache") == 2
     assert "sha256sum" in script and ".sha256" in script
-    assert '"credHelpers"' in script
+    assert '"auths"' in script and "credHelpers" not in script  # a short-lived token, not the AWS credentials
+    assert "env -i " in script
 
 
 def _shell_scripts() -> dict[str, str]:
@@ -202,14 +206,24 @@ def test_template_and_stack_derive_the_same_repository_variable(app: str) -> Non
 
 def test_pipeline_structure() -> None:
     pipeline = yaml.safe_load(PIPELINE.read_text())
-    assert pipeline["stages"] == ["verify", "preview", "deploy", "drift"]
+    assert pipeline["stages"] == ["verify", "diff", "preview", "deploy", "drift"]
     assert pipeline["variables"]["PULUMI_VERSION"] == "3.272.0"
     assert pipeline[".pulumi"]["image"] == "pulumi/pulumi-python-3.11:$PULUMI_VERSION"
     preview = pipeline["preview"]
     assert "--policy-pack policies" in " ".join(preview["script"]) and "--diff" in " ".join(preview["script"])
     assert preview["rules"] == [
-        {"if": '$CI_PIPELINE_SOURCE == "merge_request_event" && $CI_MERGE_REQUEST_SOURCE_PROJECT_ID == $CI_PROJECT_ID'}
+        {
+            "if": '$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_REF_PROTECTED == "true" && $CI_COMMIT_BRANCH && '
+            "$CI_COMMIT_BRANCH != $CI_DEFAULT_BRANCH"
+        }
     ]
+    # the read-only identity, not the deploy one
+    assert preview["variables"] == {
+        "AWS_ROLE_ARN": "$PULUMI_PREVIEW_ROLE_ARN",
+        "KUBECONFIG": "$PREVIEW_KUBECONFIG",
+        "GITLAB_TOKEN": "$PREVIEW_GITLAB_TOKEN",
+    }
+    assert "--source-branch" in " ".join(preview["script"])
     assert [m["STACK"] for m in preview["parallel"]["matrix"]] == ["dev", "staging", "prod"]
     tiers = {name: pipeline[name]["environment"]["deployment_tier"] for name in ("deploy:dev", "deploy:staging", "deploy:prod")}
     assert tiers == {"deploy:dev": "development", "deploy:staging": "staging", "deploy:prod": "production"}
@@ -224,6 +238,7 @@ def test_pipeline_structure() -> None:
     for requirements in ("requirements.txt", "policies/requirements.txt", "cicd/requirements.txt"):
         assert f"-r {requirements}" in install
     assert pipeline["drift"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+    assert "cicd.check_protected_refs" in " ".join(pipeline["drift"]["script"])
     for job in ("lint", "test", "synth"):
         assert "id_tokens" not in pipeline[job] and pipeline[job]["extends"] == ".python"
 
@@ -248,3 +263,72 @@ def test_template_app_input_is_refused_at_pipeline_creation(app: str) -> None:
 @pytest.mark.parametrize("app", ["web", "web-api", "team/service.v2", "a_b"])
 def test_template_app_input_accepts_application_names(app: str) -> None:
     assert f"build-image-{app}" in included_jobs(app=app)
+
+
+# --- Merge-request pipelines get no protected variable ------------------------------------------------
+
+
+def _protected_variables() -> set[str]:
+    header = PIPELINE.read_text().split("all PROTECTED", 1)[1].split("\n\n", 1)[0]
+    return set(re.findall(r"^#   ([A-Z][A-Z0-9_]+) ", header, re.MULTILINE))
+
+
+def _rule_matches(expression: str, env: dict[str, str]) -> bool:
+    """GitLab `rules:if` for the subset the pipeline uses: ==, !=, &&, ||, $VAR truthiness, "strings"."""
+
+    def value(token: str) -> str:
+        token = token.strip()
+        if token.startswith("$"):
+            return env.get(token[1:], "")
+        return token.strip('"')
+
+    def clause(text: str) -> bool:
+        for op in ("!=", "=="):
+            if op in text:
+                left, right = text.split(op, 1)
+                return (value(left) == value(right)) == (op == "==")
+        return bool(value(text))
+
+    return any(all(clause(c) for c in alternative.split("&&")) for alternative in expression.split("||"))
+
+
+def _jobs(pipeline: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def resolved(job: dict[str, Any]) -> dict[str, Any]:
+        base = job.get("extends")
+        return {**resolved(pipeline[base]), **job} if base else dict(job)
+
+    return {name: resolved(job) for name, job in pipeline.items() if isinstance(job, dict) and not name.startswith(".") and "script" in job}
+
+
+MR_PIPELINE = {
+    "CI_PIPELINE_SOURCE": "merge_request_event",
+    "CI_DEFAULT_BRANCH": "main",
+    "CI_COMMIT_REF_PROTECTED": "false",
+    "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "7",
+    "CI_PROJECT_ID": "7",
+}
+
+
+def test_no_merge_request_pipeline_job_reads_a_protected_variable() -> None:
+    """MR pipelines (any branch, forks too) get no credentials: no job they run may even name one."""
+    protected = _protected_variables()
+    assert {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_PREVIEW_ROLE_ARN", "GITLAB_TOKEN", "PREVIEW_NOTE_TOKEN", "KUBECONFIG"} <= protected
+    pipeline = yaml.safe_load(PIPELINE.read_text())
+    running = []
+    for name, job in _jobs(pipeline).items():
+        rules = job.get("rules") or [{}]
+        if not any(_rule_matches(rule.get("if", "true"), MR_PIPELINE) and rule.get("when") != "never" for rule in rules):
+            continue
+        running.append(name)
+        text_of_job = json.dumps({k: job.get(k) for k in ("script", "before_script", "variables")})
+        used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text_of_job))
+        assert not used & protected, f"{name} reads {sorted(used & protected)} in merge-request pipelines"
+        assert "id_tokens" not in job, name
+    assert sorted(running) == ["desired-state-diff", "lint", "synth", "test"]
+
+
+def test_the_rule_evaluator_is_not_vacuous() -> None:
+    assert _rule_matches('$CI_PIPELINE_SOURCE == "merge_request_event"', MR_PIPELINE)
+    assert not _rule_matches('$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_REF_PROTECTED == "true"', MR_PIPELINE)
+    assert not _rule_matches("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", MR_PIPELINE)
+    assert _rule_matches('$CI_PIPELINE_SOURCE != "schedule"', MR_PIPELINE)

@@ -24,11 +24,11 @@ import pytest
 boto3 = pytest.importorskip("boto3")
 from botocore.exceptions import ClientError  # noqa: E402
 
-from components.aws_documents import push_policy  # noqa: E402
+from components.aws_documents import preview_read_policy, push_policy  # noqa: E402
 
 REGION = "eu-west-1"
 # Requests made with the root credentials before IAM enforcement starts (setup below).
-SETUP_CALLS = 6
+SETUP_CALLS = 10
 
 
 def free_port() -> int:
@@ -75,6 +75,25 @@ def client(service: str, endpoint: str, key: str = "root", secret: str = "root")
 
 @pytest.fixture(scope="module")
 def pusher(endpoint: str) -> dict[str, str]:
+    return identities(endpoint)["pusher"]
+
+
+@pytest.fixture(scope="module")
+def previewer(endpoint: str) -> dict[str, str]:
+    return identities(endpoint)["previewer"]
+
+
+_IDENTITIES: dict[str, dict[str, dict[str, str]]] = {}
+
+
+def identities(endpoint: str) -> dict[str, dict[str, str]]:
+    """Every identity, created in one go with the root credentials (before IAM enforcement starts)."""
+    if endpoint not in _IDENTITIES:
+        _IDENTITIES[endpoint] = {"pusher": _create_pusher(endpoint), "previewer": _create_previewer(endpoint)}
+    return _IDENTITIES[endpoint]
+
+
+def _create_pusher(endpoint: str) -> dict[str, str]:
     ecr, iam = client("ecr", endpoint), client("iam", endpoint)
     arns = [ecr.create_repository(repositoryName=name)["repository"]["repositoryArn"] for name in ("acme/web", "buildkit-cache")]
     iam.create_user(UserName="pusher")
@@ -157,3 +176,47 @@ def test_enforcement_is_real(endpoint: str, pusher: dict[str, str]) -> None:
     """Unknown credentials are refused too: the allowed calls above are allowed by the policy."""
     ecr = client("ecr", endpoint, "AKIAUNKNOWN000000000", "nope")
     assert denied(lambda: ecr.get_authorization_token())
+
+
+# --- The read-only preview identity ------------------------------------------------------------------
+
+
+def _create_previewer(endpoint: str) -> dict[str, str]:
+    iam = client("iam", endpoint)
+    repo = "arn:aws:ecr:eu-west-1:123456789012:repository/acme/web"
+    document = preview_read_policy(
+        [repo],
+        {
+            "user": ["arn:aws:iam::123456789012:user/pusher"],
+            "policy": ["arn:aws:iam::123456789012:policy/push"],
+            "oidc-provider": ["arn:aws:iam::123456789012:oidc-provider/gitlab.example.com"],
+        },
+    )
+    iam.create_user(UserName="previewer")
+    policy_arn = iam.create_policy(PolicyName="preview", PolicyDocument=json.dumps(actions_only(document)))["Policy"]["Arn"]
+    iam.attach_user_policy(UserName="previewer", PolicyArn=policy_arn)
+    key = iam.create_access_key(UserName="previewer")["AccessKey"]
+    return {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+
+
+def test_preview_identity_can_read_the_stack(endpoint: str, pusher: dict[str, str], previewer: dict[str, str]) -> None:
+    ecr = client("ecr", endpoint, previewer["key"], previewer["secret"])
+    iam = client("iam", endpoint, previewer["key"], previewer["secret"])
+    assert not denied(lambda: ecr.describe_repositories(repositoryNames=["acme/web"]))
+    assert not denied(lambda: iam.get_user(UserName="pusher"))
+    assert not denied(lambda: iam.list_access_keys(UserName="pusher"))
+
+
+def test_preview_identity_cannot_write_pull_or_push(endpoint: str, pusher: dict[str, str], previewer: dict[str, str]) -> None:
+    ecr = client("ecr", endpoint, previewer["key"], previewer["secret"])
+    iam = client("iam", endpoint, previewer["key"], previewer["secret"])
+    assert denied(lambda: ecr.get_authorization_token())  # no registry login: no image push or pull
+    assert denied(lambda: ecr.put_image(repositoryName="acme/web", imageManifest="{}", imageTag="x"))
+    assert denied(lambda: ecr.batch_get_image(repositoryName="acme/web", imageIds=[{"imageTag": "v1"}]))
+    assert denied(lambda: ecr.create_repository(repositoryName="evil"))
+    assert denied(lambda: ecr.delete_repository(repositoryName="acme/web", force=True))
+    assert denied(lambda: ecr.set_repository_policy(repositoryName="acme/web", policyText="{}"))
+    assert denied(lambda: iam.create_access_key(UserName="pusher"))
+    assert denied(lambda: iam.attach_user_policy(UserName="previewer", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess"))
+    assert denied(lambda: iam.create_user(UserName="evil"))
+    assert denied(lambda: iam.update_assume_role_policy(RoleName="x", PolicyDocument="{}"))

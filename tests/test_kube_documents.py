@@ -198,3 +198,13 @@ def test_generated_documents_pass_strict_schema_validation() -> None:
     broken = {**documents[0], "spec": {**documents[0]["spec"], "podSelectr": {}}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, "1.33.0", strict=True)
+
+
+def test_preview_rules_only_read_and_never_secrets() -> None:
+    """The preview ServiceAccount can show a diff; it cannot change anything or read the runner token."""
+    from components.rbac_documents import PREVIEW_CLUSTER_RULES, PREVIEW_NAMESPACED_RULES, preview_rules
+
+    for rule in preview_rules(PREVIEW_NAMESPACED_RULES) + preview_rules(PREVIEW_CLUSTER_RULES):
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+        assert not {"secrets", "pods/exec", "pods/attach", "serviceaccounts/token", "*"} & set(rule["resources"]), rule
+    assert [r["resources"] for r in preview_rules(PREVIEW_CLUSTER_RULES)] == [["namespaces"]]

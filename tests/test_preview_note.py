@@ -145,6 +145,11 @@ class FakeGitLab(BaseHTTPRequestHandler):
             return self._reply(200, {"id": BOT, "username": "preview-bot"})
         if self.path.startswith("/api/v4/projects/7/merge_requests/3/notes"):
             return self._reply(200, type(self).notes)
+        if self.path.startswith("/api/v4/projects/7/merge_requests?"):
+            query = self.path.split("?", 1)[1]
+            if "state=opened" in query and "source_branch=release%2F1" in query:
+                return self._reply(200, [{"iid": 3, "source_project_id": 7}, {"iid": 9, "source_project_id": 99}])
+            return self._reply(200, [])
         self._reply(404, {"message": "404 Not found"})
 
     def do_POST(self) -> None:
@@ -335,3 +340,21 @@ def test_values_that_look_like_credentials_are_never_printed(value: str) -> None
     events = [{"policyEvent": {"policyName": "p", "enforcementLevel": "advisory", "resourceUrn": urn, "message": f"saw {value}"}}]
     note = render("prod", digest, events)
     assert value not in note and "[secret]" in note
+
+
+def test_a_protected_branch_pipeline_posts_to_the_merge_requests_of_its_branch(
+    gitlab_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Previews with credentials run in branch pipelines of protected branches, never in MR pipelines."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"summaryEvent": {"resourceChanges": {"same": 3}}}) + "\n")
+    monkeypatch.setenv("CI_API_V4_URL", gitlab_server)
+    monkeypatch.setenv("CI_PROJECT_ID", "7")
+    monkeypatch.setenv("PREVIEW_NOTE_TOKEN", "glpat-test")
+    monkeypatch.delenv("CI_MERGE_REQUEST_IID", raising=False)
+    assert main(["--stack", "prod", "--events", str(events), "--post", "--source-branch", "release/1"]) == 0
+    assert "preview note for prod created (!3)" in capsys.readouterr().out
+    posts = [r for r in FakeGitLab.requests if r[0] == "POST"]
+    assert [r[1] for r in posts] == ["/api/v4/projects/7/merge_requests/3/notes"]  # not the fork's MR 9
+    assert main(["--stack", "prod", "--events", str(events), "--post", "--source-branch", "other"]) == 0
+    assert "no open merge request from other" in capsys.readouterr().out

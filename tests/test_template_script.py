@@ -48,12 +48,11 @@ BUILDCTL = """#!/bin/sh
 for arg in "$@"; do echo "$arg"; done > "$STUB_DIR/build.args"
 cp "$DOCKER_CONFIG/config.json" "$STUB_DIR/config.json"
 env > "$STUB_DIR/build.env"
-if [ -n "${AWS_WEB_IDENTITY_TOKEN_FILE:-}" ]; then cp "$AWS_WEB_IDENTITY_TOKEN_FILE" "$STUB_DIR/token"; fi
 echo "#1 [internal] load build definition from Dockerfile"
-if [ -n "${STUB_WAIT_FOR:-}" ]; then
-  i=0; while [ ! -e "$STUB_WAIT_FOR" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if [ -f "$STUB_DIR/wait-for" ]; then
+  gate=$(cat "$STUB_DIR/wait-for"); i=0; while [ ! -e "$gate" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 fi
-if [ -n "${FAKE_BUILD_ERROR:-}" ]; then echo "$FAKE_BUILD_ERROR" >&2; exit 7; fi
+if [ -f "$STUB_DIR/build-error" ]; then cat "$STUB_DIR/build-error" >&2; exit 7; fi
 echo "#12 exporting to image done"
 """
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -66,9 +65,16 @@ def template_env(
     stubs = tmp_path / "bin"
     stubs.mkdir()
     for name, body in (("wget", WGET), ("buildctl-daemonless.sh", BUILDCTL)):
-        (stubs / name).write_text(body)
+        # The build runs under `env -i`: its stub finds the test folder by a path written into it.
+        (stubs / name).write_text(body.replace('"$STUB_DIR', f'"{tmp_path}') if name != "wget" else body)
         (stubs / name).chmod(0o755)
     (tmp_path / "helper.bin").write_bytes(HELPER)
+    env = dict(env or {})
+    # The build stub runs under `env -i`: what it should do is told through files, not the environment.
+    if "FAKE_BUILD_ERROR" in env:
+        (tmp_path / "build-error").write_text(env.pop("FAKE_BUILD_ERROR"))
+    if "STUB_WAIT_FOR" in env:
+        (tmp_path / "wait-for").write_text(env.pop("STUB_WAIT_FOR"))
     job = included_jobs(app=app, credentials=credentials, **inputs)[f"build-image-{app}"]
     variables = {k: str(v) for k, v in job["variables"].items()}
     environment = {
@@ -141,7 +147,8 @@ def test_access_key_build_arguments_tags_and_cache(tmp_path: Path) -> None:
         "--opt",
         "build-arg:COMMIT=abc",
     ]
-    assert (out / "config.json").read_text().strip() == f'{{"credHelpers": {{"{REGISTRY}": "ecr-login"}}}}'
+    token = base64.b64encode(b"AWS:ZWNyLXRva2Vu").decode()
+    assert (out / "config.json").read_text().strip() == f'{{"auths": {{"{REGISTRY}": {{"auth": "{token}"}}}}}}'
     helper = "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com/0.12.0/linux-amd64/docker-credential-ecr-login"
     assert (out / "wget.log").read_text().splitlines() == [
         helper,
@@ -150,7 +157,8 @@ def test_access_key_build_arguments_tags_and_cache(tmp_path: Path) -> None:
         f"https://{REGISTRY}/v2/acme/web-api/manifests/feature-x-01234567",
     ]
     env = (out / "build.env").read_text()
-    assert "AWS_ACCESS_KEY_ID=AKIAEXAMPLE" in env and "BUILDKITD_FLAGS=--oci-worker-no-process-sandbox" in env
+    assert "BUILDKITD_FLAGS=--oci-worker-no-process-sandbox" in env
+    assert "AKIAEXAMPLE" not in env and "secret/example" not in env
     assert "secret/example" not in result.stdout + result.stderr
     assert "ZWNyLXRva2Vu" not in result.stdout + result.stderr  # the registry token is sent, never printed
 
@@ -177,14 +185,45 @@ def test_mutable_repositories_can_push_the_moving_ref_tag(tmp_path: Path) -> Non
     assert not (out / "spider.args").exists()  # mutable tags may move: nothing is checked first
 
 
-def test_oidc_writes_the_token_file_and_drops_access_keys(tmp_path: Path) -> None:
-    role = "arn:aws:iam::123456789012:role/gitlab-buildkit-push-prod"
-    result, out = run_template(tmp_path, credentials="oidc", env={"AWS_ROLE_ARN": role, "AWS_ID_TOKEN": "eyJhbGciOi.jwt.sig"})
+def test_oidc_exchanges_the_id_token_and_removes_it_before_the_build(tmp_path: Path) -> None:
+    role = "arn:aws:iam::123456789012:role/gitlab-buildkit-push-prod-acme-web"
+    helper = b"""#!/bin/sh
+cat > /dev/null
+env > "$STUB_DIR/helper.env"
+cp "$AWS_WEB_IDENTITY_TOKEN_FILE" "$STUB_DIR/token"
+printf '{"Username":"AWS","Secret":"ZWNyLXRva2Vu"}'
+"""
+    command, environment = template_env(tmp_path, credentials="oidc", env={"AWS_ROLE_ARN": role, "AWS_ID_TOKEN": "eyJhbGciOi.jwt.sig"})
+    (tmp_path / "helper.bin").write_bytes(helper)
+    environment["REAL_SHA"] = hashlib.sha256(helper).hexdigest()
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (out / "token").read_text() == "eyJhbGciOi.jwt.sig"
-    env = dict(line.split("=", 1) for line in (out / "build.env").read_text().splitlines() if "=" in line)
-    assert env["AWS_ROLE_ARN"] == role and env["AWS_ROLE_SESSION_NAME"] == "gitlab-42-9001"
-    assert "AWS_ACCESS_KEY_ID" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    # the ECR helper, and only it, exchanged the ID token for the role
+    assert (tmp_path / "token").read_text() == "eyJhbGciOi.jwt.sig"
+    helper_env = dict(line.split("=", 1) for line in (tmp_path / "helper.env").read_text().splitlines() if "=" in line)
+    assert helper_env["AWS_ROLE_ARN"] == role and helper_env["AWS_ROLE_SESSION_NAME"] == "gitlab-42-9001"
+    assert "AWS_ACCESS_KEY_ID" not in helper_env and "AWS_SECRET_ACCESS_KEY" not in helper_env
+    assert not Path(helper_env["AWS_WEB_IDENTITY_TOKEN_FILE"]).exists()  # removed before the build
+    build_env = (tmp_path / "build.env").read_text()
+    assert "eyJhbGciOi" not in build_env and role not in build_env and "AWS_" not in build_env
+
+
+BUILD_ENV_ALLOWED = {"PATH", "HOME", "USER", "XDG_RUNTIME_DIR", "BUILDKITD_FLAGS", "DOCKER_CONFIG", "PWD", "SHLVL", "_", "OLDPWD"}
+
+
+@pytest.mark.parametrize("credentials", ["access-key", "oidc"])
+def test_the_daemon_and_buildctl_see_no_ci_variable(tmp_path: Path, credentials: str) -> None:
+    """RUN steps share the daemon's PID namespace and can read the environment of the daemon and of
+    buildctl: both start with `env -i` and get only the registry token's config file."""
+    env = {"CI_JOB_TOKEN": "glcbt-jobtoken123456", "PREVIEW_NOTE_TOKEN": "glpat-leak12345678"}
+    if credentials == "oidc":
+        env |= {"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r", "AWS_ID_TOKEN": "eyJhbGciOi.jwt.sig"}
+    result, out = run_template(tmp_path, credentials=credentials, env=env)
+    assert result.returncode == 0, result.stderr
+    names = {line.split("=", 1)[0] for line in (out / "build.env").read_text().splitlines() if "=" in line}
+    assert names <= BUILD_ENV_ALLOWED, names - BUILD_ENV_ALLOWED
+    config = (out / "config.json").read_text()
+    assert "credHelpers" not in config and "AKIA" not in config
 
 
 def test_oidc_without_role_fails_clearly(tmp_path: Path) -> None:
