@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck synth bench docs urns check clean ci-local
+.PHONY: venv test lint typecheck synth bench docs urns tools e2e check clean ci-local
 
 venv: $(STAMP)
 
@@ -50,3 +50,11 @@ check: lint typecheck test
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .gitlab-ci-local
+
+## tools: build the e2e tier's real components (etcd, kube-apiserver, ...) into the user's cache
+tools: venv
+	$(PY) -m e2e.tools
+
+## e2e: the real-components tier (a local control plane on 127.0.0.1); builds the tools first
+e2e: tools
+	$(PY) -m pytest e2e/tests -p no:cacheprovider

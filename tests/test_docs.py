@@ -29,12 +29,12 @@ def test_pulumi_yaml_is_a_valid_python_project_using_the_venv() -> None:
         assert declaration["type"] in ("string", "integer", "boolean", "array") and declaration["description"], key
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def test_ci_runs_the_readme_test_commands() -> None:
     readme = (ROOT / "README.md").read_text()
-    command = re.search(r"^make test\b", readme, re.MULTILINE)
-    assert command, "README must give `make test`"
     ci = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r"^make test$", ci, re.MULTILINE)
+    for target in ("test", "e2e"):
+        assert re.search(rf"^make {target}\b", readme, re.MULTILINE), f"README must give `make {target}`"
+        assert re.search(rf"^make {target}$", ci, re.MULTILINE), f".ci/run must run `make {target}`"
     assert "set -euo pipefail" in ci
 
 

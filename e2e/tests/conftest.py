@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from e2e.cluster import LocalCluster  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """A fresh control plane per test module; stopped even when a test fails. Logs: build/e2e/<module>/."""
+    workdir = ROOT / "build" / "e2e" / f"{request.module.__name__}-{int(time.time())}"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    running = LocalCluster(workdir)
+    try:
+        yield running.start()
+    finally:
+        running.stop()
