@@ -16,17 +16,10 @@ from typing import Any
 from verify.harness import ROOT
 
 sys.path.insert(0, str(ROOT / "policies"))
-from pod_spec_patches import apply_patch
+# The pack's patch code and context field names, used as a library.
+from pod_spec_patches import CONTEXT_FIELDS, apply_patch
 
 HELPER_IMAGE = "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v18.9.0"
-CONTEXT_FIELDS = {
-    "privileged": "privileged",
-    "allow_privilege_escalation": "allowPrivilegeEscalation",
-    "run_as_non_root": "runAsNonRoot",
-    "run_as_user": "runAsUser",
-    "run_as_group": "runAsGroup",
-    "read_only_root_filesystem": "readOnlyRootFilesystem",
-}
 
 
 def _resources(kube: dict[str, Any], prefix: str) -> dict[str, Any]:

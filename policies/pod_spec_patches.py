@@ -174,19 +174,22 @@ def apply_patch(spec: Mapping[str, Any], patch_type: str, text: str, name: str) 
     return result
 
 
+# config.toml container security context keys -> Kubernetes SecurityContext fields.
+CONTEXT_FIELDS = {
+    "privileged": "privileged",
+    "allow_privilege_escalation": "allowPrivilegeEscalation",
+    "run_as_non_root": "runAsNonRoot",
+    "run_as_user": "runAsUser",
+    "run_as_group": "runAsGroup",
+    "read_only_root_filesystem": "readOnlyRootFilesystem",
+    "proc_mount": "procMount",
+}
+
+
 def _context(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """A config.toml container security context as the runner turns it into a Kubernetes one."""
     settings = settings or {}
-    names = {
-        "privileged": "privileged",
-        "allow_privilege_escalation": "allowPrivilegeEscalation",
-        "run_as_non_root": "runAsNonRoot",
-        "run_as_user": "runAsUser",
-        "run_as_group": "runAsGroup",
-        "read_only_root_filesystem": "readOnlyRootFilesystem",
-        "proc_mount": "procMount",
-    }
-    context: dict[str, Any] = {names[k]: v for k, v in settings.items() if k in names}
+    context: dict[str, Any] = {CONTEXT_FIELDS[k]: v for k, v in settings.items() if k in CONTEXT_FIELDS}
     capabilities = settings.get("capabilities") or {}
     if capabilities:
         context["capabilities"] = {k: list(v) for k, v in capabilities.items() if k in ("add", "drop")}

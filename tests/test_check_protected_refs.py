@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 
 import pytest
 from conftest import make_config
+from json_http import JsonHandler
 
 from cicd.check_protected_refs import trusted_refs, unprotected
 from components.config import parse_config
@@ -22,10 +21,7 @@ PROTECTED = {
 }
 
 
-class FakeGitLab(BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
+class FakeGitLab(JsonHandler):
     def do_GET(self) -> None:
         if self.headers.get("PRIVATE-TOKEN") != "glpat-read":
             return self._reply(401, {"message": "401 Unauthorized"})
@@ -34,14 +30,6 @@ class FakeGitLab(BaseHTTPRequestHandler):
         if key in PROTECTED:
             return self._reply(200, PROTECTED[key])
         self._reply(404, {"message": "404 Not found"})
-
-    def _reply(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from json_http import JsonHandler
 
 from cicd.preview_note import MARKER, digest_from_events, main, read_events, render, terraform_report, upsert_note
 
@@ -116,20 +117,9 @@ def test_counts_from_steps_when_summary_is_missing(digest: dict) -> None:
 BOT = 42  # the user of the preview token
 
 
-class FakeGitLab(BaseHTTPRequestHandler):
+class FakeGitLab(JsonHandler):
     notes: list[dict[str, Any]] = []
     requests: list[tuple[str, str, dict[str, Any], str | None]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _record(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)
