@@ -686,3 +686,27 @@ def test_projects_whose_names_collide_are_refused() -> None:
 @pytest.mark.parametrize("ref", ["main*", "release/*", "", "a b"])
 def test_preview_refs_are_exact(ref: str) -> None:
     assert "preview.refs.0 = " in error_of(make_config(preview={"projectPath": "acme/infra", "refs": [ref]}))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (
+            {"runner": {"scope": SCOPE, "allowedServices": ["Postgres:16"]}},
+            'runner.allowedServices.0 = "Postgres:16": must be an image pattern',
+        ),
+        ({"runner": {"scope": SCOPE, "allowedServices": ["postgres 16"]}}, "runner.allowedServices.0"),
+        ({"preview": {"projectPath": "acme infra"}}, 'preview.projectPath = "acme infra": must be a GitLab path'),
+        ({"preview": {"projectPath": "acme/infra", "refs": []}}, "preview.refs = []: List should have at least 1 item"),
+        (
+            {"registry": {"region": "eu-west-1", "applications": [{"name": "web"}]}},
+            "registry.applications.0.projectPath: required but not set",
+        ),
+        (
+            {"registry": {"region": "eu-west-1", "applications": [{"name": "web", "projectPath": "a/b", "repo": "x"}]}},
+            "registry.applications.0.repo: unknown key",
+        ),
+    ],
+)
+def test_new_keys_refuse_bad_values(overrides: dict, fragment: str) -> None:
+    assert fragment in error_of(make_config(**overrides))
