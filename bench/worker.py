@@ -34,6 +34,14 @@ def fleet_config(stack: str, apps: int) -> dict:
         **config["registry"],
         "applications": [{"name": f"app-{i:04d}", "projectPath": f"acme/app-{i:04d}"} for i in range(apps)],
     }
+    credentials = config.get("credentials", {})
+    if credentials.get("mode") == "oidc":
+        # every OIDC subject must name a configured project: one protected ref per fleet project
+        ref = credentials["oidcSubjects"][0]["ref"]
+        config["credentials"] = {
+            **credentials,
+            "oidcSubjects": [{"projectPath": f"acme/app-{i:04d}", "ref": ref} for i in range(apps)],
+        }
     return config
 
 
