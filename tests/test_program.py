@@ -176,6 +176,53 @@ def test_applications_of_one_project_share_its_identity_and_cache() -> None:
     assert {"ECR_REPOSITORY_WEB", "ECR_REPOSITORY_API"} <= mono and "ECR_REPOSITORY_OPS" not in mono
 
 
+ECR_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+)
+
+
+def test_an_identity_is_denied_on_every_other_projects_repository_and_cache() -> None:
+    """Evaluated, not compared: moto's IAM policy evaluator (independent of the pack's matcher) decides
+    every ECR action of each project's rendered policy against every repository of the stack, including
+    a project whose name extends another's (`web` and `web-evil`), where a prefix wildcard would leak."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    apps = [
+        {"name": "web", "projectPath": "acme/web"},
+        {"name": "web-evil", "projectPath": "acme/web-evil"},
+        {"name": "api", "projectPath": "acme/api"},
+    ]
+    run = run_program(make_config(registry={"region": "eu-west-1", "applications": apps}))
+    policies = {r.inputs["name"]: IAMPolicy(r.inputs["policy"]) for r in run.of_type("aws:iam/policy:Policy")}
+    owner = {
+        "web": "web",
+        "buildkit-cache/acme-web": "web",
+        "web-evil": "web-evil",
+        "buildkit-cache/acme-web-evil": "web-evil",
+        "api": "api",
+        "buildkit-cache/acme-api": "api",
+    }
+    assert sorted(r.inputs["name"] for r in run.of_type("aws:ecr/repository:Repository")) == sorted(owner)
+    arn = "arn:aws:ecr:eu-west-1:123456789012:repository/{}".format
+    for project in ("web", "web-evil", "api"):
+        policy = policies[f"gitlab-buildkit-push-dev-acme-{project}"]
+        assert policy.is_action_permitted("ecr:GetAuthorizationToken") == PermissionResult.PERMITTED
+        for repository, repository_owner in owner.items():
+            for action in ECR_ACTIONS:
+                result = policy.is_action_permitted(action, arn(repository))
+                expected = PermissionResult.PERMITTED if repository_owner == project else PermissionResult.NEUTRAL
+                assert result == expected, (project, repository, action)
+        # nothing beyond the push/pull set, even on its own repository
+        for action in ("ecr:DeleteRepository", "ecr:SetRepositoryPolicy", "ecr:BatchDeleteImage", "ecr:PutLifecyclePolicy"):
+            assert policy.is_action_permitted(action, arn(project)) == PermissionResult.NEUTRAL
+
+
 def ci_variables(run: ProgramRun, project: str = "acme/web") -> dict[str, object]:
     return {r.inputs["key"]: r for r in run.of_type("gitlab:index/projectVariable:ProjectVariable") if r.inputs["project"] == project}
 
