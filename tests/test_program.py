@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import make_config
 
+from components.aws_documents import PUSH_ACTIONS
 from components.config import ConfigError
 from verify.harness import (
     MOCK_RUNNER_TOKEN,
@@ -176,17 +177,6 @@ def test_applications_of_one_project_share_its_identity_and_cache() -> None:
     assert {"ECR_REPOSITORY_WEB", "ECR_REPOSITORY_API"} <= mono and "ECR_REPOSITORY_OPS" not in mono
 
 
-ECR_ACTIONS = (
-    "ecr:BatchCheckLayerAvailability",
-    "ecr:BatchGetImage",
-    "ecr:CompleteLayerUpload",
-    "ecr:GetDownloadUrlForLayer",
-    "ecr:InitiateLayerUpload",
-    "ecr:PutImage",
-    "ecr:UploadLayerPart",
-)
-
-
 def test_an_identity_is_denied_on_every_other_projects_repository_and_cache() -> None:
     """Evaluated, not compared: moto's IAM policy evaluator (independent of the pack's matcher) decides
     every ECR action of each project's rendered policy against every repository of the stack, including
@@ -214,7 +204,7 @@ def test_an_identity_is_denied_on_every_other_projects_repository_and_cache() ->
         policy = policies[f"gitlab-buildkit-push-dev-acme-{project}"]
         assert policy.is_action_permitted("ecr:GetAuthorizationToken") == PermissionResult.PERMITTED
         for repository, repository_owner in owner.items():
-            for action in ECR_ACTIONS:
+            for action in PUSH_ACTIONS:  # the exact list is pinned in test_aws_documents
                 result = policy.is_action_permitted(action, arn(repository))
                 expected = PermissionResult.PERMITTED if repository_owner == project else PermissionResult.NEUTRAL
                 assert result == expected, (project, repository, action)
