@@ -16,10 +16,9 @@ from conftest import make_config
 
 from components.config import variable_suffix
 from verify.harness import ROOT, run_program
+from verify.template import InputRejected, included_jobs, template_documents
 
-TEMPLATE = ROOT / "templates" / "buildkit-build.yml"
 PIPELINE = ROOT / ".gitlab-ci.yml"
-INPUT = re.compile(r"\$\[\[\s*inputs\.([a-z0-9_]+)\s*\]\]")
 # Variables GitLab sets in every job (https://docs.gitlab.com/ci/variables/predefined_variables/) and
 # the ones the shell provides.
 PREDEFINED = {
@@ -57,42 +56,6 @@ TEMPLATE_OWN = {
     "DOCKER_CONFIG",
     "SOURCE_DATE_EPOCH",
 }
-
-
-def template_documents() -> tuple[dict[str, Any], dict[str, Any]]:
-    header, jobs = TEMPLATE.read_text().split("\n---\n", 1)
-    return yaml.safe_load(header), yaml.safe_load(jobs)
-
-
-def interpolate(value: Any, inputs: dict[str, Any]) -> Any:
-    """What GitLab does on include: `$[[ inputs.x ]]` replaced by the value (typed when it is the whole string)."""
-    if isinstance(value, dict):
-        return {interpolate(k, inputs): interpolate(v, inputs) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, inputs) for v in value]
-    if isinstance(value, str):
-        whole = INPUT.fullmatch(value.strip())
-        if whole:
-            return inputs[whole[1]]
-        return INPUT.sub(lambda m: str(inputs[m[1]]).lower() if isinstance(inputs[m[1]], bool) else str(inputs[m[1]]), value)
-    return value
-
-
-class InputRejected(ValueError):
-    """GitLab refuses the include: an input does not match its `regex`."""
-
-
-def included_jobs(**given: Any) -> dict[str, Any]:
-    header, jobs = template_documents()
-    specs = header["spec"]["inputs"]
-    inputs = {name: given.get(name, spec.get("default")) for name, spec in specs.items()}
-    missing = [name for name, value in inputs.items() if value is None]
-    assert not missing, f"inputs without default must be given: {missing}"
-    for name, spec in specs.items():
-        # GitLab matches `regex` with RE2, where `$` is the end of the text (Python: \Z).
-        if "regex" in spec and not re.search(spec["regex"].replace("$", r"\Z"), str(inputs[name])):
-            raise InputRejected(f"input {name} does not match {spec['regex']}")
-    return interpolate(jobs, inputs)
 
 
 def check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
