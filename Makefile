@@ -55,6 +55,10 @@ clean:
 tools: venv
 	$(PY) -m e2e.tools
 
+## build-host: as root, prepare this machine for rootless builds (Debian packages, subuid/subgid range of the build user)
+build-host:
+	bash e2e/build-host.sh
+
 ## e2e: the real-components tier (a local control plane on 127.0.0.1); builds the tools first
 e2e: tools
 	$(PY) -m pytest e2e/tests -p no:cacheprovider

@@ -119,19 +119,27 @@ def build(tool: Tool) -> None:
         _run(tool, "build", ["go", "build", "-trimpath", "-o", str(tool.binary(tool.spec["binaries"][0])), "."], work, env)
     else:
         major, minor = tool.version.lstrip("v").split(".")[:2]
-        ldflags = " ".join(
-            f"-X k8s.io/component-base/version.{k}={v}"
-            for k, v in (("gitVersion", tool.version), ("gitMajor", major), ("gitMinor", minor), ("gitTreeState", "clean"))
-        )
+        ldflags = " ".join(flag.format(version=tool.version, major=major, minor=minor) for flag in tool.spec.get("ldflags", []))
         packages = [f"{tool.spec['module']}/{p}" for p in tool.spec["packages"]]
-        print(f"   compiling {', '.join(tool.spec['binaries'])}", flush=True)
+        print(f"   compiling {', '.join(b for b in tool.spec['binaries'] if b not in tool.spec.get('files', {}))}", flush=True)
         _run(tool, "build", ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tool.home / "bin") + "/", *packages], work, env)
+    for name, source in tool.spec.get("files", {}).items():
+        module_dir = subprocess.run(
+            ["go", "list", "-m", "-f", "{{.Dir}}", tool.spec["module"]], cwd=work, env=env, capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if not module_dir or not (Path(module_dir) / source).is_file():
+            raise ToolError(f"{tool.name} {tool.version}: {source} is not in the module ({module_dir or 'not found'})")
+        shutil.copyfile(Path(module_dir) / source, tool.binary(name))
+        tool.binary(name).chmod(0o755)
     shutil.rmtree(work, ignore_errors=True)
     print(f"   done in {time.monotonic() - started:.0f}s", flush=True)
 
 
 def version_of(tool: Tool, binary: str) -> str:
-    result = subprocess.run([str(tool.binary(binary)), "--version"], capture_output=True, text=True, timeout=60)
+    if binary in tool.spec.get("files", {}):
+        return f"copied from {tool.spec['module']}@{tool.version}/{tool.spec['files'][binary]}"
+    flag = ["version"] if binary == "crane" else ["--version"]
+    result = subprocess.run([str(tool.binary(binary)), *flag], capture_output=True, text=True, timeout=60)
     return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else "?"
 
 
