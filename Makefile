@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck synth bench docs urns tools e2e check clean ci-local
+.PHONY: venv test lint typecheck synth bench bench-build build-host docs urns tools e2e check clean ci-local
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ synth: venv
 
 bench: venv
 	$(PY) -m bench.run
+
+## bench-build: real rootless builds, BuildKit (the template) against Buildah; needs `make tools` and `make build-host`
+bench-build: tools
+	$(PY) -m bench.build $(BENCH_BUILD_ARGS)
 
 ## docs: regenerate the config reference in README.md and Pulumi.yaml from components/config/
 docs: venv

@@ -423,7 +423,8 @@ class BuildSession:
         shutil.copytree(source, checkout, symlinks=True)
         (home / ".config" / "buildkit").mkdir(parents=True)
         (home / ".config" / "buildkit" / "buildkitd.toml").write_text(
-            # http = false: BuildKit speaks plain HTTP to a localhost registry unless told (util/resolver).
+            # http = false: BuildKit speaks plain HTTP to a localhost registry unless told.
+            # Ref: https://github.com/moby/buildkit/blob/v0.25.1/util/resolver/resolver.go (fillInsecureOpts)
             f'[registry."{self.ecr.host}"]\n  http = false\n  ca = ["{self.ecr.ca}"]\n'
         )
         (home / ".wgetrc").write_text(f"ca_certificate = {self.ecr.ca}\n")
@@ -443,28 +444,33 @@ class BuildSession:
             **template_variables,
             **(override or {}),
         }
-        command = ["sh", "-c", script]
-        if os.geteuid() == 0:
-            command = ["setpriv", f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--init-groups", "--", *command]
-        started = time.monotonic()
-        with _daemon_memory() as peak:
-            process = subprocess.Popen(
-                command, env=environment, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            leftover: list[str] = []
-            try:
-                output, _ = process.communicate(timeout=timeout)
-                leftover = [_command_name(pid) for pid in session_processes(process.pid)]
-            except subprocess.TimeoutExpired:
-                _kill_session(process.pid)
-                output, _ = process.communicate()
-                output += f"\n[harness] job timed out after {timeout:.0f}s and was killed\n".encode()
-            finally:
-                _kill_session(process.pid)
-        result = JobResult(process.returncode, output.decode(errors="replace"), time.monotonic() - started, peak[0], leftover)
-        (job.parent / f"job-{self._jobs}.log").write_text(result.output)
-        _remove(job)
-        return result
+        return _execute(self, ["sh", "-c", script], environment, checkout, job, timeout)
+
+
+def _execute(session: BuildSession, command: list[str], environment: dict[str, str], cwd: Path, job: Path, timeout: float) -> JobResult:
+    """Run a job's shell as the build user in its own session; kill whatever it leaves; keep its log."""
+    assert session.user is not None
+    if os.geteuid() == 0:
+        command = ["setpriv", f"--reuid={session.user.uid}", f"--regid={session.user.gid}", "--init-groups", "--", *command]
+    started = time.monotonic()
+    leftover: list[str] = []
+    with _daemon_memory() as peak:
+        process = subprocess.Popen(
+            command, env=environment, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            output, _ = process.communicate(timeout=timeout)
+            leftover = [_command_name(pid) for pid in session_processes(process.pid)]
+        except subprocess.TimeoutExpired:
+            _kill_session(process.pid)
+            output, _ = process.communicate()
+            output += f"\n[harness] job timed out after {timeout:.0f}s and was killed\n".encode()
+        finally:
+            _kill_session(process.pid)
+    result = JobResult(process.returncode, output.decode(errors="replace"), time.monotonic() - started, peak[0], leftover)
+    job.with_suffix(".log").write_text(result.output)
+    _remove(job)
+    return result
 
 
 @contextmanager
@@ -585,3 +591,56 @@ def fixture_config(apps: list[str]) -> StackConfig:
     raw = load_stack_file("prod")
     raw["registry"] = {**raw["registry"], "applications": [{"name": a, "projectPath": f"acme/{a}"} for a in apps]}
     return parse_config(raw, "prod")
+
+
+# --- the benchmark's peer: Buildah, rootless, `--layers` with a registry cache ----------------------
+BUILDAH_SCRIPT = """set -eu
+# Buildah's nearest equivalent of the template: layer cache in the registry (--cache-from/--cache-to
+# take a repository; cache images are tagged by layer cache key, so every ref shares one cache and a
+# new branch finds the default branch's layers), the same two tags, the same reproducibility inputs.
+image="${ECR_REPOSITORY}"
+buildah build --layers --cache-from "$CACHE_REPOSITORY" --cache-to "$CACHE_REPOSITORY" \\
+  --cert-dir "$CERT_DIR" --timestamp "$SOURCE_DATE_EPOCH" --build-arg "BASE=$BASE" \\
+  --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" -f Dockerfile -t "$image:$CI_COMMIT_SHA" .
+buildah push --cert-dir "$CERT_DIR" "$image:$CI_COMMIT_SHA" "docker://$image:$CI_COMMIT_SHA"
+buildah push --cert-dir "$CERT_DIR" "$image:$CI_COMMIT_SHA" "docker://$image:${CI_COMMIT_REF_SLUG}-${CI_COMMIT_SHORT_SHA}"
+echo "Pushed $image:$CI_COMMIT_SHA"
+"""
+
+
+def run_buildah(session: BuildSession, app: str, source: Path, pipeline: Pipeline, *, timeout: float = 900) -> JobResult:
+    """The Buildah peer of `BuildSession.run`: same user, registry, token, fresh storage per job."""
+    import base64
+    import json
+
+    assert session.ecr is not None and session.user is not None
+    variables = session.variables(app)
+    project = next(a.project_path for a in session.config.registry.applications if a.name == app)
+    token = session.identities[project].token
+    session._jobs += 1
+    job = session.workdir / f"job-{session._jobs}"
+    home, run, checkout_dir, certs = job / "home", job / "run", job / "checkout", job / "certs"
+    shutil.copytree(source, checkout_dir, symlinks=True)
+    (home / ".config" / "containers").mkdir(parents=True)
+    (home / ".config" / "containers" / "storage.conf").write_text('[storage]\ndriver = "overlay"\n')
+    auth = base64.b64encode(f"AWS:{token}".encode()).decode()
+    (home / "auth.json").write_text(json.dumps({"auths": {session.ecr.host: {"auth": auth}}}))
+    certs.mkdir()
+    shutil.copy(session.ecr.ca, certs / "ca.crt")
+    run.mkdir(mode=0o700)
+    for path in (job, *job.rglob("*")):
+        os.lchown(path, session.user.uid, session.user.gid)
+    environment = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+        "HOME": str(home),
+        "USER": "user",
+        "XDG_RUNTIME_DIR": str(run),
+        "REGISTRY_AUTH_FILE": str(home / "auth.json"),
+        "CERT_DIR": str(certs),
+        "BASE": session.ecr.host,
+        "ECR_REPOSITORY": variables[next(k for k in variables if k.startswith("ECR_REPOSITORY_"))],
+        "CACHE_REPOSITORY": variables["BUILDKIT_CACHE_REPOSITORY"],
+        "SOURCE_DATE_EPOCH": "1795166130",
+        **pipeline.variables(),
+    }
+    return _execute(session, ["sh", "-c", BUILDAH_SCRIPT], environment, checkout_dir, job, timeout)

@@ -134,7 +134,8 @@ def test_a_second_build_of_the_same_tree_is_all_cache_hits(session: BuildSession
 def test_an_identical_image_under_an_existing_tag_is_not_pushed_again(session: BuildSession, main_build: tuple[Path, JobResult]) -> None:
     """Found by these tests: BuildKit (containerd's pusher) asks HEAD /manifests/<tag> before a PUT and
     skips a manifest the registry already has under that tag, so a reproducible rebuild of a commit does
-    not meet ECR's ImageTagAlreadyExistsException even without the template's existence check."""
+    not meet ECR's ImageTagAlreadyExistsException even without the template's existence check.
+    Ref: https://github.com/containerd/containerd/blob/main/core/remotes/docker/pusher.go (the existence check before a push)"""
     assert session.ecr is not None
     source, _ = main_build
     session.ecr.ledger.reset()

@@ -1,0 +1,153 @@
+"""`make bench-build`: real rootless builds of the fixture apps, BuildKit (the template's own script)
+against Buildah (rootless, `--layers` with a registry cache), on this machine. A benchmark, not a test.
+
+Per app and repetition, each builder gets a fresh ECR stand-in (empty cache) and runs four jobs, each
+from an empty HOME as a CI pod would:
+  cold        default branch, first build (no registry cache)
+  warm        default branch, a new commit with the same tree
+  one-file    default branch, a commit that changes one source file (the app's change.txt)
+  new-branch  a new branch's first build, one more file change on top (imports the default branch's cache)
+Reported: wall time of each job, median (min-max) over repetitions; ratios to cold and BuildKit/Buildah
+from the same run; the builder's peak RSS (buildkitd / buildah VmHWM); bytes pushed to the cache
+repository. Results: build/bench-build.json.
+
+    python -m bench.build [--reps 3] [--apps go-service,deps-install,many-layers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from e2e.build_job import (  # noqa: E402
+    BuildSession,
+    HostError,
+    JobResult,
+    Pipeline,
+    check_host,
+    checkout,
+    fixture_config,
+    run_buildah,
+)
+
+APPS = ["go-service", "deps-install", "many-layers"]
+SCENARIOS = [  # name, ref slug, commit sha digit, changes to the tree
+    ("cold", "main", "1", 0),
+    ("warm", "main", "2", 0),
+    ("one-file", "main", "3", 1),
+    ("new-branch", "feature-x", "4", 2),
+]
+TARGETS = {"warm": 0.10, "one-file": 0.35, "new-branch": 0.35}
+
+
+def one_repetition(app: str, builder: str, workdir: Path) -> dict[str, dict[str, float]]:
+    session = BuildSession(fixture_config([app])).start()
+    measured: dict[str, dict[str, float]] = {}
+    try:
+        assert session.ecr is not None
+        for name, ref, digit, changes in SCENARIOS:
+            source = checkout(app, workdir / f"{app}-{builder}-{name}", changes=changes)
+            session.ecr.ledger.reset()
+            pipeline = Pipeline(ref_slug=ref, sha=digit * 40)
+            result: JobResult
+            if builder == "buildkit":
+                result = session.run(app, source, pipeline, inputs={"build_args": f"BASE={session.ecr.host}"})
+            else:
+                result = run_buildah(session, app, source, pipeline)
+            if result.returncode != 0:
+                raise RuntimeError(f"{builder} {app} {name} failed (exit {result.returncode}):\n{result.output[-3000:]}")
+            measured[name] = {
+                "seconds": result.seconds,
+                "peak_mib": result.daemon_peak_kib / 1024,
+                "cache_bytes": float(session.ecr.ledger.bytes_in.get(session.cache_repository(app), 0)),
+                "image_bytes": float(session.ecr.ledger.bytes_in.get(session.repository(app), 0)),
+            }
+            print(f"   {builder:8} {app:12} {name:10} {result.seconds:6.1f}s  peak {result.daemon_peak_kib / 1024:6.0f} MiB", flush=True)
+    finally:
+        session.stop()
+    return measured
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per app and builder (default 3)")
+    parser.add_argument("--apps", default=",".join(APPS), help="comma-separated fixture apps")
+    parser.add_argument("--builders", default="buildkit,buildah")
+    args = parser.parse_args(argv)
+    apps = [a for a in args.apps.split(",") if a]
+    unknown = sorted(set(apps) - set(APPS))
+    if unknown or args.reps < 1:
+        print(f"ERROR: --apps must name {APPS} (got {unknown}); --reps must be >= 1", file=sys.stderr)
+        return 2
+    builders = args.builders.split(",")
+    try:
+        check_host(buildah="buildah" in builders)
+    except HostError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    workdir = ROOT / "build" / "bench-build"
+    workdir.mkdir(parents=True, exist_ok=True)
+    raw: dict[str, dict[str, list[dict[str, dict[str, float]]]]] = {}
+    started = time.monotonic()
+    for rep in range(args.reps):
+        for app in apps:
+            for builder in builders:  # interleaved, so drift on the machine hits both alike
+                print(f">> repetition {rep + 1}/{args.reps}: {builder} {app}", flush=True)
+                raw.setdefault(app, {}).setdefault(builder, []).append(one_repetition(app, builder, workdir))
+    lines = [f"{'app':12} {'builder':8} {'scenario':10} {'seconds median (min-max)':>26} {'/cold':>6} {'peak MiB':>9} {'cache MiB':>9}"]
+    report: dict[str, object] = {"reps": args.reps, "apps": {}}
+    for app, by_builder in raw.items():
+        app_report: dict[str, object] = {}
+        for builder, reps in by_builder.items():
+            rows = {}
+            cold = [r["cold"]["seconds"] for r in reps]
+            for name, *_ in SCENARIOS:
+                seconds = [r[name]["seconds"] for r in reps]
+                ratios = [r[name]["seconds"] / r["cold"]["seconds"] for r in reps]
+                peak = max(r[name]["peak_mib"] for r in reps)
+                cache = statistics.median(r[name]["cache_bytes"] for r in reps) / 2**20
+                rows[name] = {"seconds": seconds, "ratio_to_cold": ratios, "peak_mib": peak, "cache_mib": cache}
+                lines.append(
+                    f"{app:12} {builder:8} {name:10} {summary(seconds):>26} {statistics.median(ratios):6.2f} {peak:9.0f} {cache:9.1f}"
+                )
+            rows["cold_median"] = {"seconds": [statistics.median(cold)]}
+            app_report[builder] = rows
+        if {"buildkit", "buildah"} <= set(by_builder):
+            # Same repetition, same machine state: BuildKit warm over Buildah warm, per repetition.
+            speedups = [
+                bah["warm"]["seconds"] / bk["warm"]["seconds"]
+                for bk, bah in zip(by_builder["buildkit"], by_builder["buildah"], strict=True)
+            ]
+            app_report["warm_speedup_buildkit_over_buildah"] = speedups
+            lines.append(
+                f"{app:12} BuildKit warm is {statistics.median(speedups):.1f}x faster than Buildah warm ({min(speedups):.1f}-{max(speedups):.1f})"
+            )
+        report["apps"][app] = app_report  # type: ignore[index]
+    lines.append("")
+    for app, by_builder in raw.items():
+        for name, target in TARGETS.items():
+            reps = by_builder.get("buildkit", [])
+            if reps:
+                ratio = statistics.median(r[name]["seconds"] / r["cold"]["seconds"] for r in reps)
+                lines.append(
+                    f"target {app:12} BuildKit {name:10} <= {target:.0%} of cold: {ratio:.0%} {'met' if ratio <= target else 'MISSED'}"
+                )
+    lines.append(f"total {time.monotonic() - started:.0f}s")
+    print("\n".join(lines))
+    (ROOT / "build" / "bench-build.json").write_text(json.dumps({**report, "raw": raw}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
