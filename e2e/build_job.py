@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import subprocess
@@ -434,17 +435,28 @@ class BuildSession:
             os.lchown(path, self.user.uid, self.user.gid)
         script, template_variables = build_job(app, **(inputs or {}))
         image = self.workdir / "image" / "bin"
-        environment = {
+        # Variables reach the job as the Kubernetes executor delivers them: the public ones (predefined,
+        # the job's `variables:`) in the build container's environment; all of them, the project's
+        # CI/CD variables included, as `export` lines of the script the runner writes into the pod's
+        # scripts volume and runs.
+        # Ref: https://gitlab.com/gitlab-org/gitlab-runner/-/blob/main/executors/kubernetes/kubernetes.go
+        #      (Env: buildVariables(...GetAllVariables().PublicOrInternal()))
+        public = {
             "PATH": f"{image}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
             "HOME": str(home),
             "USER": "user",
             "XDG_RUNTIME_DIR": str(run),
             **pipeline.variables(),
-            **self.variables(app),
             **template_variables,
-            **(override or {}),
         }
-        return _execute(self, ["sh", "-c", script], environment, checkout, job, timeout)
+        exported = {**public, **self.variables(app), **(override or {})}
+        scripts = job / f"scripts-42-{self._jobs}"
+        scripts.mkdir()
+        step_script = scripts / "step_script"
+        step_script.write_text("".join(f"export {key}={shlex.quote(value)}\n" for key, value in exported.items()) + script + "\n")
+        for path in (scripts, step_script):
+            os.lchown(path, self.user.uid, self.user.gid)
+        return _execute(self, ["sh", str(step_script)], public, checkout, job, timeout)
 
 
 def _execute(session: BuildSession, command: list[str], environment: dict[str, str], cwd: Path, job: Path, timeout: float) -> JobResult:

@@ -17,7 +17,7 @@ import pytest
 
 from e2e.build_job import BuildSession, HostError, JobResult, Pipeline, build_user, check_host, checkout, fixture_config
 
-APPS = ["go-service", "deps-install", "many-layers"]
+APPS = ["go-service", "deps-install", "many-layers", "credential-probe"]
 SHA_A, SHA_B, SHA_C = "a" * 40, "b" * 40, "c" * 40
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_LAYER = re.compile(r"^application/vnd\.oci\.image\.layer\.v1\.tar(\+gzip|\+zstd)?$")
@@ -284,3 +284,16 @@ def test_host_checks_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert f"/etc/subuid has no range for {user.name}" in message
     assert "user namespaces are disabled" in message
     assert "make build-host" in message
+
+
+def test_a_run_step_finds_no_aws_credential(session: BuildSession, tmp_path: Path) -> None:
+    """A hostile RUN step (tests/fixtures/apps/credential-probe) searches every process it can see
+    (environment, command line, open files) and the job's files for the AWS credentials."""
+    assert session.ecr is not None
+    source = checkout("credential-probe", tmp_path / "src")
+    result = build(session, "credential-probe", source, Pipeline(ref_slug="main", sha="7" * 40, job_id=14))
+    assert result.returncode == 0, result.output
+    assert "probe: done" in result.output
+    identity = session.identities["acme/credential-probe"]
+    assert identity.secret_access_key not in result.output
+    assert [line for line in result.output.splitlines() if "FOUND" in line] == []
