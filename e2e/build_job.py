@@ -36,7 +36,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.ci_variables import project_variable_specs, shared_variable_specs
+from components.ci_variables import CiVariable, project_variable_specs, shared_variable_specs
 from components.config import StackConfig
 from verify.template import build_job
 
@@ -242,7 +242,10 @@ HELPER = """#!/bin/sh
 # token of the push identity whose access key the job holds; any other key gets no credentials.
 [ "$1" = get ] || { echo "credential helper stand-in: only 'get' is supported" >&2; exit 1; }
 read -r server
-case "${AWS_ACCESS_KEY_ID:-}:${AWS_SECRET_ACCESS_KEY:-}" in
+# oidc: the role and the ID token from AWS_WEB_IDENTITY_TOKEN_FILE, as the SDK's web-identity provider reads them.
+token=""
+if [ -n "${AWS_WEB_IDENTITY_TOKEN_FILE:-}" ]; then token=$(cat "$AWS_WEB_IDENTITY_TOKEN_FILE"); fi
+case "${AWS_ACCESS_KEY_ID:-}:${AWS_SECRET_ACCESS_KEY:-}:${AWS_ROLE_ARN:-}:${token}" in
 @CASES@
   *) echo "credentials not found in native keychain" >&2; exit 1 ;;
 esac
@@ -263,11 +266,14 @@ esac
 
 @dataclass
 class Identity:
-    """A project's push identity, as the stack makes it: access key pair and what it may push to."""
+    """A project's push identity, as the stack makes it: an access key pair (credentials.mode
+    access-key) or a role its GitLab ID token assumes (oidc), and the registry token it gets."""
 
     access_key_id: str
     secret_access_key: str
     token: str
+    role_arn: str = ""
+    id_token: str = ""
 
 
 @dataclass
@@ -357,6 +363,8 @@ class BuildSession:
                     f"AKIA{hashlib.sha256(project.encode()).hexdigest()[:16].upper()}",
                     hashlib.sha256(f"secret:{project}".encode()).hexdigest(),
                     "",
+                    f"arn:aws:iam::123456789012:role/gitlab-buildkit-push-prod-{hashlib.sha256(project.encode()).hexdigest()[:8]}",
+                    f"eyJhbGciOiJSUzI1NiJ9.{hashlib.sha256(f'id-token:{project}'.encode()).hexdigest()}.signature",
                 )
                 identity.token = self.ecr.grant({*(registry.repository_name(a) for a in apps), registry.cache_repository_name(project)})
                 self.identities[project] = identity
@@ -372,8 +380,10 @@ class BuildSession:
     def _write_stand_ins(self, image: Path) -> None:
         assert self.ecr is not None
         s3 = self.workdir / "image" / "s3"
+        answer = 'printf \'{{"ServerURL":"%s","Username":"AWS","Secret":"{token}"}}\\n\' "$server" ;;'
         cases = "\n".join(
-            f'  \'{i.access_key_id}:{i.secret_access_key}\') printf \'{{"ServerURL":"%s","Username":"AWS","Secret":"{i.token}"}}\\n\' "$server" ;;'
+            f"  '{i.access_key_id}:{i.secret_access_key}::') {answer.format(token=i.token)}\n"
+            f"  '::{i.role_arn}:{i.id_token}') {answer.format(token=i.token)}"
             for i in self.identities.values()
         )
         helper = HELPER.replace("@CASES@", cases).encode()
@@ -390,20 +400,24 @@ class BuildSession:
         _remove(self.workdir)
 
     # --- one job ------------------------------------------------------------------------------------
-    def variables(self, app: str) -> dict[str, str]:
-        """The CI/CD variables the stack writes for the app's project, built by the stack's own functions."""
+    def variables(self, app: str, credentials: str = "access-key") -> dict[str, str]:
+        """The CI/CD variables the stack writes for the app's project, built by the stack's own functions
+        (plus, in oidc mode, the job's ID token, which GitLab adds from the template's `id_tokens`)."""
         assert self.ecr is not None
         registry = self.config.registry
         project = next(a.project_path for a in registry.applications if a.name == app)
         identity = self.identities[project]
         specs = shared_variable_specs(region=registry.region, registry_host=self.ecr.host)
         specs += project_variable_specs(
-            credentials_mode="access-key",
+            credentials_mode="oidc" if credentials == "oidc" else "access-key",
             repository_urls={a: f"{self.ecr.host}/{registry.repository_name(a)}" for a in registry.projects()[project]},
             cache_url=f"{self.ecr.host}/{registry.cache_repository_name(project)}",
             access_key_id=identity.access_key_id,
             secret_access_key=identity.secret_access_key,
+            role_arn=identity.role_arn,
         )
+        if credentials == "oidc":
+            specs.append(CiVariable("AWS_ID_TOKEN", identity.id_token))
         return {spec.key: str(spec.value) for spec in specs}
 
     def run(
@@ -449,7 +463,7 @@ class BuildSession:
             **pipeline.variables(),
             **template_variables,
         }
-        exported = {**public, **self.variables(app), **(override or {})}
+        exported = {**public, **self.variables(app, (inputs or {}).get("credentials", "access-key")), **(override or {})}
         scripts = job / f"scripts-42-{self._jobs}"
         scripts.mkdir()
         step_script = scripts / "step_script"

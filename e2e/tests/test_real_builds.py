@@ -22,7 +22,8 @@ SHA_A, SHA_B, SHA_C = "a" * 40, "b" * 40, "c" * 40
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_LAYER = re.compile(r"^application/vnd\.oci\.image\.layer\.v1\.tar(\+gzip|\+zstd)?$")
 STEP = re.compile(r"^#(\d+) \[([^\]]+)\] (.*)$")
-TRANSFER = re.compile(r"^#(\d+) sha256:[0-9a-f]{64} [0-9.]+[kMG]?B / [0-9.]+[kMG]?B done$")
+# A cached layer fetched or unpacked: "#11 sha256:<hex> 5.89MB / 5.89MB 0.0s done", "#11 extracting sha256:<hex> 0.1s done".
+TRANSFER = re.compile(r"^#(\d+) (extracting )?sha256:[0-9a-f]{64}( [0-9.]+[kMG]?B / [0-9.]+[kMG]?B)?( [0-9.]+s)?( done)?$")
 
 
 @pytest.fixture(scope="module")
@@ -286,14 +287,27 @@ def test_host_checks_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "make build-host" in message
 
 
-def test_a_run_step_finds_no_aws_credential(session: BuildSession, tmp_path: Path) -> None:
+@pytest.mark.parametrize("credentials", ["access-key", "oidc"])
+def test_a_run_step_finds_no_aws_credential(session: BuildSession, tmp_path: Path, credentials: str) -> None:
     """A hostile RUN step (tests/fixtures/apps/credential-probe) searches every process it can see
-    (environment, command line, open files) and the job's files for the AWS credentials."""
+    (environment, command line, open files) and the job's files (through other processes' roots) for
+    the AWS credentials: the access keys, or the GitLab ID token and its file.
+
+    What protects them, measured here: RUN steps see every process of the job (no PID sandbox) and
+    read any command line, but reading another process's environment, open files or root is refused
+    (EPERM) across the user namespace boundary; the template adds the token exchange, `env -i` and the
+    removal of the ID token file. A secret on buildctl's command line (a build argument) is found."""
     assert session.ecr is not None
     source = checkout("credential-probe", tmp_path / "src")
-    result = build(session, "credential-probe", source, Pipeline(ref_slug="main", sha="7" * 40, job_id=14))
+    digit = "7" if credentials == "access-key" else "6"
+    # Own ref and default branch: no cache from the other mode, so the probe runs.
+    ref = f"probe-{credentials}"
+    result = build(
+        session, "credential-probe", source, Pipeline(ref_slug=ref, default_branch=ref, sha=digit * 40, job_id=14), credentials=credentials
+    )
     assert result.returncode == 0, result.output
-    assert "probe: done" in result.output
+    assert "probe: done" in result.output and "processes visible" in result.output
     identity = session.identities["acme/credential-probe"]
-    assert identity.secret_access_key not in result.output
+    for secret in (identity.secret_access_key, identity.id_token, identity.access_key_id):
+        assert secret not in result.output
     assert [line for line in result.output.splitlines() if "FOUND" in line] == []
