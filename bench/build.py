@@ -37,7 +37,8 @@ from e2e.build_job import (  # noqa: E402
     run_buildah,
 )
 
-APPS = ["go-service", "deps-install", "many-layers"]
+APPS = ["go-service", "deps-install", "many-layers", "go-service-std-layer"]
+DEFAULT_APPS = APPS[:3]
 SCENARIOS = [  # name, ref slug, commit sha digit, changes to the tree
     ("cold", "main", "1", 0),
     ("warm", "main", "2", 0),
@@ -47,7 +48,7 @@ SCENARIOS = [  # name, ref slug, commit sha digit, changes to the tree
 TARGETS = {"warm": 0.10, "one-file": 0.35, "new-branch": 0.35}
 
 
-def one_repetition(app: str, builder: str, workdir: Path) -> dict[str, dict[str, float]]:
+def one_repetition(app: str, builder: str, workdir: Path, *, reproducible: bool = True) -> dict[str, dict[str, float]]:
     session = BuildSession(fixture_config([app])).start()
     measured: dict[str, dict[str, float]] = {}
     try:
@@ -55,7 +56,8 @@ def one_repetition(app: str, builder: str, workdir: Path) -> dict[str, dict[str,
         for name, ref, digit, changes in SCENARIOS:
             source = checkout(app, workdir / f"{app}-{builder}-{name}", changes=changes)
             session.ecr.ledger.reset()
-            pipeline = Pipeline(ref_slug=ref, sha=digit * 40)
+            # Without CI_COMMIT_TIMESTAMP the template builds without SOURCE_DATE_EPOCH/rewrite-timestamp.
+            pipeline = Pipeline(ref_slug=ref, sha=digit * 40) if reproducible else Pipeline(ref_slug=ref, sha=digit * 40, timestamp="")
             result: JobResult
             if builder == "buildkit":
                 result = session.run(app, source, pipeline, inputs={"build_args": f"BASE={session.ecr.host}"})
@@ -82,8 +84,13 @@ def summary(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3, help="repetitions per app and builder (default 3)")
-    parser.add_argument("--apps", default=",".join(APPS), help="comma-separated fixture apps")
+    parser.add_argument("--apps", default=",".join(DEFAULT_APPS), help=f"comma-separated fixture apps, of {APPS}")
     parser.add_argument("--builders", default="buildkit,buildah")
+    parser.add_argument(
+        "--no-reproducible",
+        action="store_true",
+        help="run the template without CI_COMMIT_TIMESTAMP (no rewrite-timestamp), to measure what reproducibility costs",
+    )
     args = parser.parse_args(argv)
     apps = [a for a in args.apps.split(",") if a]
     unknown = sorted(set(apps) - set(APPS))
@@ -104,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         for app in apps:
             for builder in builders:  # interleaved, so drift on the machine hits both alike
                 print(f">> repetition {rep + 1}/{args.reps}: {builder} {app}", flush=True)
-                raw.setdefault(app, {}).setdefault(builder, []).append(one_repetition(app, builder, workdir))
+                raw.setdefault(app, {}).setdefault(builder, []).append(
+                    one_repetition(app, builder, workdir, reproducible=not args.no_reproducible)
+                )
     lines = [f"{'app':12} {'builder':8} {'scenario':10} {'seconds median (min-max)':>26} {'/cold':>6} {'peak MiB':>9} {'cache MiB':>9}"]
-    report: dict[str, object] = {"reps": args.reps, "apps": {}}
+    report: dict[str, object] = {"reps": args.reps, "reproducible": not args.no_reproducible, "apps": {}}
     for app, by_builder in raw.items():
         app_report: dict[str, object] = {}
         for builder, reps in by_builder.items():
@@ -145,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
     lines.append(f"total {time.monotonic() - started:.0f}s")
     print("\n".join(lines))
-    (ROOT / "build" / "bench-build.json").write_text(json.dumps({**report, "raw": raw}, indent=2))
+    (ROOT / "build" / ("bench-build.json" if not args.no_reproducible else "bench-build-no-reproducible.json")).write_text(
+        json.dumps({**report, "raw": raw}, indent=2)
+    )
     return 0
 
 
