@@ -35,18 +35,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from components.ci_variables import CiVariable, project_variable_specs, shared_variable_specs
 from components.config import StackConfig
 from verify.template import build_job
 
+from . import confined
 from .ecr import LocalEcr
 from .tools import ROOT, cache_root, ensure
 
 APPS = ROOT / "tests" / "fixtures" / "apps"
 HELPER_BASE = "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com"
-HOST_PACKAGES = ["uidmap", "runc", "wget", "busybox-static"]
-BENCH_PACKAGES = ["buildah"]
 
 
 class HostError(RuntimeError):
@@ -97,7 +97,7 @@ def check_host(*, buildah: bool = False) -> BuildUser:
             problems.append(f"{tool} is not installed (Debian package uidmap)")
         elif not os.stat(path).st_mode & 0o4000 and not _has_capabilities(path):
             problems.append(f"{path} is neither setuid nor has file capabilities: it cannot map the subuid range")
-    for tool, package in (("runc", "runc"), ("wget", "wget"), ("busybox", "busybox-static")) + (
+    for tool, package in (("runc", "runc"), ("wget", "wget"), ("busybox", "busybox-static"), ("setcap", "libcap2-bin")) + (
         (("buildah", "buildah"),) if buildah else ()
     ):
         if shutil.which(tool, path="/usr/bin:/bin:/usr/sbin:/sbin") is None:
@@ -307,7 +307,6 @@ class Pipeline:
             "CI_COMMIT_SHA": self.sha,
             "CI_COMMIT_SHORT_SHA": self.sha[:8],
             "CI_COMMIT_REF_SLUG": self.ref_slug,
-            "CI_COMMIT_TIMESTAMP": self.timestamp,
             "CI_DEFAULT_BRANCH": self.default_branch,
             "CI_ENVIRONMENT_NAME": "production",
             "CI_PROJECT_ID": "42",
@@ -316,6 +315,8 @@ class Pipeline:
         }
         if self.tag:
             values["CI_COMMIT_TAG"] = self.tag
+        if self.timestamp:
+            values["CI_COMMIT_TIMESTAMP"] = self.timestamp
         return values
 
 
@@ -368,6 +369,13 @@ class BuildSession:
                 )
                 identity.token = self.ecr.grant({*(registry.repository_name(a) for a in apps), registry.cache_repository_name(project)})
                 self.identities[project] = identity
+            # newuidmap/newgidmap as the rootless image behaves: the job user keeps its UID (the owner
+            # of the user namespace it creates) and holds only CAP_SETUID/CAP_SETGID. Debian's setuid
+            # copies write the map as UID 0, which needs CAP_SYS_ADMIN: refused in a pod's container.
+            for tool, capability in (("newuidmap", "cap_setuid=ep"), ("newgidmap", "cap_setgid=ep")):
+                shutil.copyfile(f"/usr/bin/{tool}", image / tool)
+                (image / tool).chmod(0o755)
+                subprocess.run(["setcap", capability, str(image / tool)], check=True, capture_output=True, timeout=30)
             self._write_stand_ins(image)
             for path in (self.workdir / "image").rglob("*"):
                 path.chmod(0o755)
@@ -429,8 +437,12 @@ class BuildSession:
         inputs: dict[str, str] | None = None,
         override: dict[str, str] | None = None,
         timeout: float = 900,
+        container: bool = False,
+        seccomp: dict[str, Any] | None = None,
     ) -> JobResult:
-        """Run the template's script for `app` on a copy of `source` (the checkout); returns its log."""
+        """Run the template's script for `app` on a copy of `source` (the checkout); returns its log.
+        `container`: inside a runc container made like a pod's build container (e2e/confined.py), under
+        the `seccomp` profile (None: Unconfined)."""
         assert self.ecr is not None and self.user is not None
         self._jobs += 1
         job = self.workdir / f"job-{self._jobs}"
@@ -470,13 +482,37 @@ class BuildSession:
         step_script.write_text("".join(f"export {key}={shlex.quote(value)}\n" for key, value in exported.items()) + script + "\n")
         for path in (scripts, step_script):
             os.lchown(path, self.user.uid, self.user.gid)
-        return _execute(self, ["sh", str(step_script)], public, checkout, job, timeout)
+        if not container:
+            return _execute(self, ["sh", str(step_script)], public, checkout, job, timeout)
+        name = f"gbr-job-{os.getpid()}-{self._jobs}"
+        spec = confined.bundle(
+            self.workdir,
+            name=name,
+            args=["sh", str(step_script)],
+            env=public,
+            cwd=checkout,
+            uid=self.user.uid,
+            gid=self.user.gid,
+            seccomp=seccomp,
+        )
+        return _execute(
+            self,
+            confined.runc_command(self.workdir, spec, name),
+            {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            checkout,
+            job,
+            timeout,
+            as_root=True,
+        )
 
 
-def _execute(session: BuildSession, command: list[str], environment: dict[str, str], cwd: Path, job: Path, timeout: float) -> JobResult:
-    """Run a job's shell as the build user in its own session; kill whatever it leaves; keep its log."""
+def _execute(
+    session: BuildSession, command: list[str], environment: dict[str, str], cwd: Path, job: Path, timeout: float, *, as_root: bool = False
+) -> JobResult:
+    """Run a job's shell as the build user in its own session (or, `as_root`, runc, which switches to
+    the user itself); kill whatever it leaves; keep its log."""
     assert session.user is not None
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not as_root:
         command = ["setpriv", f"--reuid={session.user.uid}", f"--regid={session.user.gid}", "--init-groups", "--", *command]
     started = time.monotonic()
     leftover: list[str] = []

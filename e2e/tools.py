@@ -95,7 +95,10 @@ def _wrapper(tool: Tool) -> Path:
             raise ToolError(f"{tool.name} {tool.version}: no staging replaces found in {url}")
         lines += ["", "replace ("] + [f"\t{m} => {m} {spec['staging_version']}" for m in staging] + [")"]
     (work / "go.mod").write_text("\n".join(lines) + "\n")
-    if "main" in spec:  # a package whose Main(os.Args) is the CLI
+    if "source" in spec:  # a main of ours, in this repository, built against the pinned module
+        for go_file in (ROOT / spec["source"]).glob("*.go"):
+            shutil.copyfile(go_file, work / go_file.name)
+    elif "main" in spec:  # a package whose Main(os.Args) is the CLI
         (work / "main.go").write_text(
             f'package main\n\nimport (\n\t"os"\n\n\t"{spec["module"]}/{spec["main"]}"\n)\n\nfunc main() {{ {spec["main"]}.Main(os.Args) }}\n'
         )
@@ -114,7 +117,7 @@ def build(tool: Tool) -> None:
     print("   resolving modules (go mod tidy)", flush=True)
     _run(tool, "tidy", ["go", "mod", "tidy"], work, env)
     (tool.home / "bin").mkdir(exist_ok=True)
-    if "main" in tool.spec:
+    if "main" in tool.spec or "source" in tool.spec:
         print(f"   compiling {tool.spec['binaries'][0]}", flush=True)
         _run(tool, "build", ["go", "build", "-trimpath", "-o", str(tool.binary(tool.spec["binaries"][0])), "."], work, env)
     else:
@@ -138,6 +141,8 @@ def build(tool: Tool) -> None:
 def version_of(tool: Tool, binary: str) -> str:
     if binary in tool.spec.get("files", {}):
         return f"copied from {tool.spec['module']}@{tool.version}/{tool.spec['files'][binary]}"
+    if "source" in tool.spec:
+        return f"built from {tool.spec['source']} against {tool.spec['module']}@{tool.version}"
     flag = ["version"] if binary == "crane" else ["--version"]
     result = subprocess.run([str(tool.binary(binary)), *flag], capture_output=True, text=True, timeout=60)
     return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else "?"
