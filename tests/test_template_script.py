@@ -265,6 +265,10 @@ def test_helper_checksum_is_enforced_before_use(tmp_path: Path, inputs: dict, en
         ("[rootlesskit:parent] error: failed to setup UID/GID map: newuidmap: Could not set caps", "newuidmap could not set caps"),
         ("[rootlesskit:child ] error: failed to share mount point: /: permission denied", "AppArmor blocks rootlesskit"),
         ("failed to create user namespace: operation not permitted", "does not allow unprivileged user namespaces"),
+        (
+            "[rootlesskit:parent] error: failed to start the child: fork/exec /proc/self/exe: operation not permitted",
+            "seccomp profile blocks the user namespace rootlesskit creates",
+        ),
         ("error: failed to solve: failed to push: 403 Forbidden", "ECR refused the credentials"),
         (
             "failed to push: tag invalid: The image tag 'abc' already exists in the 'web' repository and cannot be overwritten "
