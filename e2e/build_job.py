@@ -634,10 +634,16 @@ def checkout(app: str, dest: Path, *, changes: int = 0) -> Path:
     """A working copy of a fixture app at `dest`, with `changes` one-line edits of its change file."""
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(APPS / app, dest)
+    base = APPS / app
+    if (base / "sources-from").exists():  # a Dockerfile variant of another app's sources
+        base = APPS / (base / "sources-from").read_text().strip()
+        shutil.copytree(base, dest)
+        shutil.copyfile(APPS / app / "Dockerfile", dest / "Dockerfile")
+    else:
+        shutil.copytree(base, dest)
     if app == "deps-install":
         _vendor(dest)
-    changed = dest / (APPS / app / "change.txt").read_text().strip()
+    changed = dest / (base / "change.txt").read_text().strip()
     comment = "//" if changed.suffix == ".go" else "<!--" if changed.suffix == ".html" else "#"
     for change in range(changes):
         with changed.open("a") as out:

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from e2e.build_job import BuildSession, fixture_config  # noqa: E402
 from e2e.cluster import LocalCluster  # noqa: E402
 
 
@@ -24,5 +25,16 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     running = LocalCluster(workdir)
     try:
         yield running.start()
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def session(request: pytest.FixtureRequest) -> Iterator[BuildSession]:
+    """One build session (ECR stand-in, base images, job image) per test module, for the module's APPS;
+    stopped, with every process it started, even when a test fails."""
+    running = BuildSession(fixture_config(request.module.APPS)).start()
+    try:
+        yield running
     finally:
         running.stop()

@@ -9,27 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from components.build_seccomp import BUILD_SYSCALLS, WHY, confined_profile, runtime_default
 from e2e import confined
-from e2e.build_job import BuildSession, JobResult, Pipeline, checkout, fixture_config
+from e2e.build_job import BuildSession, JobResult, Pipeline, checkout
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runc needs root to make the build container (CI runs as root)")
 
 APPS = ["go-service", "deps-install", "many-layers"]
-
-
-@pytest.fixture(scope="module")
-def session() -> Iterator[BuildSession]:
-    running = BuildSession(fixture_config(APPS)).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 _jobs = iter(range(100, 10_000))

@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from e2e.build_job import BuildSession, HostError, JobResult, Pipeline, build_user, check_host, checkout, fixture_config
+from e2e.build_job import BuildSession, HostError, JobResult, Pipeline, build_user, check_host, checkout
 
 APPS = ["go-service", "deps-install", "many-layers", "credential-probe"]
 SHA_A, SHA_B, SHA_C = "a" * 40, "b" * 40, "c" * 40
@@ -24,15 +23,6 @@ OCI_LAYER = re.compile(r"^application/vnd\.oci\.image\.layer\.v1\.tar(\+gzip|\+z
 STEP = re.compile(r"^#(\d+) \[([^\]]+)\] (.*)$")
 # A cached layer fetched or unpacked: "#11 sha256:<hex> 5.89MB / 5.89MB 0.0s done", "#11 extracting sha256:<hex> 0.1s done".
 TRANSFER = re.compile(r"^#(\d+) (extracting )?sha256:[0-9a-f]{64}( [0-9.]+[kMG]?B / [0-9.]+[kMG]?B)?( [0-9.]+s)?( done)?$")
-
-
-@pytest.fixture(scope="module")
-def session() -> Iterator[BuildSession]:
-    running = BuildSession(fixture_config(APPS)).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def build(session: BuildSession, app: str, source: Path, pipeline: Pipeline, **inputs: str) -> JobResult:
