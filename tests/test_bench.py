@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from bench.worker import dependency_depth, fleet_config
 from verify.harness import run_program
 
@@ -32,3 +34,20 @@ def test_adding_applications_adds_width_not_depth() -> None:
     # (component and six variables).
     assert len(large.resources) - len(small.resources) == 39 * 16
     assert dependency_depth(small.resources) == dependency_depth(large.resources) == 5
+
+
+def test_bench_build_refuses_unknown_apps_and_repetitions_before_touching_the_host(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.build import main as bench_build
+
+    assert bench_build(["--apps", "go-service,nope"]) == 2
+    assert "--apps must name" in capsys.readouterr().err
+    assert bench_build(["--reps", "0"]) == 2
+    assert "--reps must be >= 1" in capsys.readouterr().err
+
+
+def test_every_fixture_app_the_build_bench_knows_exists() -> None:
+    from bench.build import APPS, DEFAULT_APPS
+    from e2e.build_job import APPS as FIXTURES
+
+    assert set(DEFAULT_APPS) <= set(APPS)
+    assert all((FIXTURES / app / "Dockerfile").is_file() for app in APPS)
