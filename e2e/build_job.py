@@ -97,8 +97,10 @@ def check_host(*, buildah: bool = False) -> BuildUser:
             problems.append(f"{tool} is not installed (Debian package uidmap)")
         elif not os.stat(path).st_mode & 0o4000 and not _has_capabilities(path):
             problems.append(f"{path} is neither setuid nor has file capabilities: it cannot map the subuid range")
-    for tool, package in (("runc", "runc"), ("wget", "wget"), ("busybox", "busybox-static"), ("setcap", "libcap2-bin")) + (
-        (("buildah", "buildah"),) if buildah else ()
+    for tool, package in (
+        (("runc", "runc"), ("wget", "wget"), ("busybox", "busybox-static"))
+        + ((("setcap", "libcap2-bin"),) if os.geteuid() == 0 else ())
+        + ((("buildah", "buildah"),) if buildah else ())
     ):
         if shutil.which(tool, path="/usr/bin:/bin:/usr/sbin:/sbin") is None:
             problems.append(f"{tool} is not installed (Debian package {package})")
@@ -341,18 +343,20 @@ class BuildSession:
         return self.config.registry.cache_repository_name(project)
 
     def start(self) -> BuildSession:
-        self.user = check_host()
-        self.workdir.chmod(0o755)
-        tools = ensure(["buildkit", "rootlesskit", "crane"])
-        registry = self.config.registry
-        self.ecr = LocalEcr(
-            self.workdir / "ecr",
-            repositories=frozenset(registry.repository_names()),
-            immutable=frozenset(registry.repository_name(a) for a in registry.application_names())
-            if registry.image_tag_mutability == "IMMUTABLE"
-            else frozenset(),
-        ).start()
+        """Check the host, start the ECR stand-in, seed base images, assemble the job image; on any
+        failure everything started so far is stopped and the session folder removed."""
         try:
+            self.user = check_host()
+            self.workdir.chmod(0o755)
+            tools = ensure(["buildkit", "rootlesskit", "crane"])
+            registry = self.config.registry
+            self.ecr = LocalEcr(
+                self.workdir / "ecr",
+                repositories=frozenset(registry.repository_names()),
+                immutable=frozenset(registry.repository_name(a) for a in registry.application_names())
+                if registry.image_tag_mutability == "IMMUTABLE"
+                else frozenset(),
+            ).start()
             self.bases = seed_base_images(self.ecr)
             image = self.workdir / "image" / "bin"
             image.mkdir(parents=True)
@@ -372,7 +376,9 @@ class BuildSession:
             # newuidmap/newgidmap as the rootless image behaves: the job user keeps its UID (the owner
             # of the user namespace it creates) and holds only CAP_SETUID/CAP_SETGID. Debian's setuid
             # copies write the map as UID 0, which needs CAP_SYS_ADMIN: refused in a pod's container.
-            for tool, capability in (("newuidmap", "cap_setuid=ep"), ("newgidmap", "cap_setgid=ep")):
+            # Setting file capabilities needs root; without it the host's setuid copies serve (from
+            # PATH), which work outside a container.
+            for tool, capability in (("newuidmap", "cap_setuid=ep"), ("newgidmap", "cap_setgid=ep")) if os.geteuid() == 0 else ():
                 shutil.copyfile(f"/usr/bin/{tool}", image / tool)
                 (image / tool).chmod(0o755)
                 subprocess.run(["setcap", capability, str(image / tool)], check=True, capture_output=True, timeout=30)

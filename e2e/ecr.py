@@ -372,6 +372,7 @@ class LocalEcr:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.access_log.close()
             self._server = None
         if self._backend is not None:
             self._backend.terminate()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.build_job import BuildSession, HostError, JobResult, Pipeline, build_user, check_host, checkout
+from e2e.build_job import BuildSession, HostError, JobResult, Pipeline, build_user, check_host, checkout, fixture_config
 
 APPS = ["go-service", "deps-install", "many-layers", "credential-probe"]
 SHA_A, SHA_B, SHA_C = "a" * 40, "b" * 40, "c" * 40
@@ -275,6 +275,11 @@ def test_host_checks_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert f"/etc/subuid has no range for {user.name}" in message
     assert "user namespaces are disabled" in message
     assert "make build-host" in message
+    # A session that cannot start leaves nothing behind: no daemon, no folder.
+    failing = BuildSession(fixture_config(["many-layers"]))
+    with pytest.raises(HostError):
+        failing.start()
+    assert not failing.workdir.exists()
 
 
 @pytest.mark.parametrize("credentials", ["access-key", "oidc"])
