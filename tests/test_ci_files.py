@@ -295,3 +295,12 @@ def test_the_rule_evaluator_is_not_vacuous() -> None:
     assert not _rule_matches('$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_REF_PROTECTED == "true"', MR_PIPELINE)
     assert not _rule_matches("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", MR_PIPELINE)
     assert _rule_matches('$CI_PIPELINE_SOURCE != "schedule"', MR_PIPELINE)
+
+
+def test_repository_shell_scripts_pass_shellcheck() -> None:
+    """The machine preparation and the fixture apps' scripts (the credential probe included), at warning level."""
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    assert shellcheck is not None, "shellcheck is not in the venv: `make venv` installs it"
+    scripts = [ROOT / ".ci" / "run", ROOT / "e2e" / "build-host.sh", *sorted((ROOT / "tests" / "fixtures" / "apps").rglob("*.sh"))]
+    result = subprocess.run([shellcheck, "-S", "warning", *map(str, scripts)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
