@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import io
 import os
+import platform
 import pwd
 import shlex
 import shutil
@@ -47,6 +48,8 @@ from .tools import ROOT, cache_root, ensure
 
 APPS = ROOT / "tests" / "fixtures" / "apps"
 HELPER_BASE = "https://amazon-ecr-credential-helper-releases.s3.us-east-2.amazonaws.com"
+# The machine's architecture as Go, OCI platforms and the template's helper download name it.
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 
 
 class HostError(RuntimeError):
@@ -164,7 +167,7 @@ def _busybox_layer() -> tuple[bytes, str]:
 def _golang_layer() -> tuple[bytes, str]:
     goroot = Path(subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip())
     version = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
-    skip = {"test", "api", "doc", "misc", "lib/wasm", "pkg/tool/linux_amd64/pprof", "pkg/tool/linux_amd64/trace"}
+    skip = {"test", "api", "doc", "misc", "lib/wasm", f"pkg/tool/linux_{GOARCH}/pprof", f"pkg/tool/linux_{GOARCH}/trace"}
     entries: list[tuple[str, Path | bytes | None, int, str]] = [("usr", None, 0o755, ""), ("usr/local", None, 0o755, "")]
     for path in sorted(goroot.rglob("*")):
         relative = path.relative_to(goroot).as_posix()
@@ -231,7 +234,7 @@ def seed_base_images(ecr: LocalEcr) -> dict[str, str]:
             command += ["-b", previous]
         subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
         subprocess.run(
-            [crane, "mutate", ref, "-t", ref, "--set-platform", "linux/amd64", *BASES[name][1], "--insecure"],
+            [crane, "mutate", ref, "-t", ref, "--set-platform", f"linux/{GOARCH}", *BASES[name][1], "--insecure"],
             capture_output=True, text=True, check=True, timeout=600,
         )  # fmt: skip
         previous = ref
@@ -402,7 +405,7 @@ class BuildSession:
         )
         helper = HELPER.replace("@CASES@", cases).encode()
         _, variables = build_job(self.config.registry.application_names()[0])
-        folder = s3 / variables["ECR_LOGIN_VERSION"] / "linux-amd64"
+        folder = s3 / variables["ECR_LOGIN_VERSION"] / f"linux-{GOARCH}"
         folder.mkdir(parents=True)
         (folder / "docker-credential-ecr-login").write_bytes(helper)
         (folder / "docker-credential-ecr-login.sha256").write_text(f"{hashlib.sha256(helper).hexdigest()}  docker-credential-ecr-login\n")
