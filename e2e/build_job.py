@@ -223,7 +223,7 @@ def base_layer(name: str) -> tuple[Path, str]:
 
 def seed_base_images(ecr: LocalEcr) -> dict[str, str]:
     """Push base/busybox:e2e and base/golang:e2e into the stand-in's backend; returns name -> version."""
-    crane = str(ensure(["crane"])["crane"].binary("crane"))
+    crane = str(ecr.crane_binary)
     versions = {}
     previous = ""
     for name in ("busybox", "golang"):
@@ -341,9 +341,12 @@ class BuildSession:
     def repository(self, app: str) -> str:
         return self.config.registry.repository_name(app)
 
+    def project(self, app: str) -> str:
+        """The GitLab project that builds `app` (its push identity, variables and cache repository)."""
+        return next(a.project_path for a in self.config.registry.applications if a.name == app)
+
     def cache_repository(self, app: str) -> str:
-        project = next(a.project_path for a in self.config.registry.applications if a.name == app)
-        return self.config.registry.cache_repository_name(project)
+        return self.config.registry.cache_repository_name(self.project(app))
 
     def start(self) -> BuildSession:
         """Check the host, start the ECR stand-in, seed base images, assemble the job image; on any
@@ -422,7 +425,7 @@ class BuildSession:
         (plus, in oidc mode, the job's ID token, which GitLab adds from the template's `id_tokens`)."""
         assert self.ecr is not None
         registry = self.config.registry
-        project = next(a.project_path for a in registry.applications if a.name == app)
+        project = self.project(app)
         identity = self.identities[project]
         specs = shared_variable_specs(region=registry.region, registry_host=self.ecr.host)
         specs += project_variable_specs(
@@ -436,6 +439,23 @@ class BuildSession:
         if credentials == "oidc":
             specs.append(CiVariable("AWS_ID_TOKEN", identity.id_token))
         return {spec.key: str(spec.value) for spec in specs}
+
+    def new_job(self, source: Path) -> tuple[Path, Path, Path, Path]:
+        """A fresh job folder (job, HOME, XDG_RUNTIME_DIR, checkout = a copy of `source`), as a new pod has."""
+        self._jobs += 1
+        job = self.workdir / f"job-{self._jobs}"
+        home, run, checkout = job / "home", job / "run", job / "checkout"
+        shutil.copytree(source, checkout, symlinks=True)
+        home.mkdir()
+        run.mkdir(mode=0o700)
+        job.chmod(0o755)
+        return job, home, run, checkout
+
+    def hand_over(self, folder: Path) -> None:
+        """Give a folder and everything in it to the build user."""
+        assert self.user is not None
+        for path in (folder, *folder.rglob("*")):
+            os.lchown(path, self.user.uid, self.user.gid)
 
     def run(
         self,
@@ -453,10 +473,7 @@ class BuildSession:
         `container`: inside a runc container made like a pod's build container (e2e/confined.py), under
         the `seccomp` profile (None: Unconfined)."""
         assert self.ecr is not None and self.user is not None
-        self._jobs += 1
-        job = self.workdir / f"job-{self._jobs}"
-        home, run, checkout = job / "home", job / "run", job / "checkout"
-        shutil.copytree(source, checkout, symlinks=True)
+        job, home, run, checkout = self.new_job(source)
         (home / ".config" / "buildkit").mkdir(parents=True)
         (home / ".config" / "buildkit" / "buildkitd.toml").write_text(
             # http = false: BuildKit speaks plain HTTP to a localhost registry unless told.
@@ -464,10 +481,7 @@ class BuildSession:
             f'[registry."{self.ecr.host}"]\n  http = false\n  ca = ["{self.ecr.ca}"]\n'
         )
         (home / ".wgetrc").write_text(f"ca_certificate = {self.ecr.ca}\n")
-        run.mkdir(mode=0o700)
-        job.chmod(0o755)
-        for path in (job, *job.rglob("*")):
-            os.lchown(path, self.user.uid, self.user.gid)
+        self.hand_over(job)
         script, template_variables = build_job(app, **(inputs or {}))
         image = self.workdir / "image" / "bin"
         # Variables reach the job as the Kubernetes executor delivers them: the public ones (predefined,
@@ -489,8 +503,7 @@ class BuildSession:
         scripts.mkdir()
         step_script = scripts / "step_script"
         step_script.write_text("".join(f"export {key}={shlex.quote(value)}\n" for key, value in exported.items()) + script + "\n")
-        for path in (scripts, step_script):
-            os.lchown(path, self.user.uid, self.user.gid)
+        self.hand_over(scripts)
         if not container:
             return _execute(self, ["sh", str(step_script)], public, checkout, job, timeout)
         name = f"gbr-job-{os.getpid()}-{self._jobs}"
@@ -688,25 +701,23 @@ echo "Pushed $image:$CI_COMMIT_SHA"
 def run_buildah(session: BuildSession, app: str, source: Path, pipeline: Pipeline, *, timeout: float = 900) -> JobResult:
     """The Buildah peer of `BuildSession.run`: same user, registry, token, fresh storage per job."""
     import base64
+    import datetime
     import json
 
     assert session.ecr is not None and session.user is not None
     variables = session.variables(app)
-    project = next(a.project_path for a in session.config.registry.applications if a.name == app)
-    token = session.identities[project].token
-    session._jobs += 1
-    job = session.workdir / f"job-{session._jobs}"
-    home, run, checkout_dir, certs = job / "home", job / "run", job / "checkout", job / "certs"
-    shutil.copytree(source, checkout_dir, symlinks=True)
+    token = session.identities[session.project(app)].token
+    job, home, run, checkout_dir = session.new_job(source)
+    certs = job / "certs"
     (home / ".config" / "containers").mkdir(parents=True)
     (home / ".config" / "containers" / "storage.conf").write_text('[storage]\ndriver = "overlay"\n')
     auth = base64.b64encode(f"AWS:{token}".encode()).decode()
     (home / "auth.json").write_text(json.dumps({"auths": {session.ecr.host: {"auth": auth}}}))
     certs.mkdir()
     shutil.copy(session.ecr.ca, certs / "ca.crt")
-    run.mkdir(mode=0o700)
-    for path in (job, *job.rglob("*")):
-        os.lchown(path, session.user.uid, session.user.gid)
+    session.hand_over(job)
+    # The template's SOURCE_DATE_EPOCH: the commit time (the pipeline's, or the default one).
+    epoch = int(datetime.datetime.fromisoformat(pipeline.timestamp or Pipeline.timestamp).timestamp())
     environment = {
         "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
         "HOME": str(home),
@@ -717,7 +728,7 @@ def run_buildah(session: BuildSession, app: str, source: Path, pipeline: Pipelin
         "BASE": session.ecr.host,
         "ECR_REPOSITORY": variables[next(k for k in variables if k.startswith("ECR_REPOSITORY_"))],
         "CACHE_REPOSITORY": variables["BUILDKIT_CACHE_REPOSITORY"],
-        "SOURCE_DATE_EPOCH": "1795166130",
+        "SOURCE_DATE_EPOCH": str(epoch),
         **pipeline.variables(),
     }
     return _execute(session, ["sh", "-c", BUILDAH_SCRIPT], environment, checkout_dir, job, timeout)

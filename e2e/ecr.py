@@ -298,6 +298,8 @@ class LocalEcr:
     ca: Path = Path()
     ledger: Ledger = field(default_factory=Ledger)
     backend_port: int = 0
+    crane_binary: Path = Path()
+    """The pinned crane (e2e/tools.toml), resolved once by start()."""
     _backend: subprocess.Popen[bytes] | None = None
     _server: _FrontServer | None = None
     _thread: threading.Thread | None = None
@@ -311,17 +313,17 @@ class LocalEcr:
 
     def start(self) -> LocalEcr:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        crane = ensure(["crane"])["crane"].binary("crane")
+        self.crane_binary = ensure(["crane"])["crane"].binary("crane")
         blobs = self.workdir / "blobs"
         blobs.mkdir(exist_ok=True)
         self.backend_port = free_port()
-        log = (self.workdir / "registry.log").open("wb")
-        self._backend = subprocess.Popen(
-            [str(crane), "registry", "serve", "--address", f"127.0.0.1:{self.backend_port}", "--disk", str(blobs)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.workdir / "registry.log").open("wb") as log:  # the child keeps its own descriptor
+            self._backend = subprocess.Popen(
+                [str(self.crane_binary), "registry", "serve", "--address", f"127.0.0.1:{self.backend_port}", "--disk", str(blobs)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             self._wait_backend()
             self.ca, cert, key = _self_signed(self.workdir)
@@ -384,10 +386,6 @@ class LocalEcr:
             self._backend = None
 
     # --- inspection (through the backend, as an operator with `aws ecr describe-images` would) --------
-    @property
-    def crane_binary(self) -> Path:
-        return ensure(["crane"])["crane"].binary("crane")
-
     def crane(self, *args: str) -> str:
         result = subprocess.run([str(self.crane_binary), *args, "--insecure"], capture_output=True, text=True, timeout=120)
         if result.returncode != 0:

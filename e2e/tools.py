@@ -143,8 +143,9 @@ def version_of(tool: Tool, binary: str) -> str:
         return f"copied from {tool.spec['module']}@{tool.version}/{tool.spec['files'][binary]}"
     if "source" in tool.spec:
         return f"built from {tool.spec['source']} against {tool.spec['module']}@{tool.version}"
-    flag = ["version"] if binary == "crane" else ["--version"]
-    result = subprocess.run([str(tool.binary(binary)), *flag], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(tool.binary(binary)), *tool.spec.get("version_args", ["--version"])], capture_output=True, text=True, timeout=60
+    )
     return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else "?"
 
 
