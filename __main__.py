@@ -8,6 +8,7 @@ import pulumi
 from components.aws_account import lookup_account
 from components.ci_variables import CiVariables, CiVariablesArgs, project_variable_specs, shared_variable_specs
 from components.config import load_config, project_key
+from components.confined_profiles import confined_profiles_output
 from components.namespaces import RunnerNamespaces, RunnerNamespacesArgs
 from components.network import NetworkIsolation, NetworkIsolationArgs
 from components.preview_access import PreviewAccess, PreviewAccessArgs
@@ -158,6 +159,10 @@ def main() -> None:
     pulumi.export("managerNamespace", namespaces.manager_name)
     pulumi.export("jobNamespace", namespaces.job_name)
     pulumi.export("jobSecurityMode", cfg.runner.job_security_mode)
+    profiles = cfg.runner.confined_profile_names()
+    if profiles is not None:
+        # What every job node must hold before a job lands there (README "Job security modes").
+        pulumi.export("confinedProfiles", confined_profiles_output(profiles))
     pulumi.export("runnerId", runner.runner_id)
     pulumi.export("releaseName", runner.release.name)
     pulumi.export("releaseStatus", runner.release_status)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import JobQuota, JobSecurityMode, RunnerConfig
+from .config import JobQuota, JobSecurityMode, ProfileNames, RunnerConfig
 from .config.fields import largest_quantity
-from .marks import JOB_SECURITY_MODE_ANNOTATION, MANAGED_BY, PSA_LABEL_PREFIX
+from .marks import APPARMOR_PROFILE_ANNOTATION, JOB_SECURITY_MODE_ANNOTATION, MANAGED_BY, PSA_LABEL_PREFIX, SECCOMP_PROFILE_ANNOTATION
 
 # Ref: https://kubernetes.io/docs/concepts/security/pod-security-standards/ and moby/buildkit
 # docs/rootless.md: rootless BuildKit needs privilege escalation (newuidmap is setuid), so the job
 # namespace can never be 'restricted'; explicit Unconfined profiles need 'privileged'.
 JOB_PSA_LEVELS: dict[JobSecurityMode, dict[str, str]] = {
     "baseline": {"enforce": "baseline", "warn": "restricted", "audit": "restricted"},
+    # Baseline admits Localhost profiles (restricted would too, but refuses the build's escalation).
+    "confined": {"enforce": "baseline", "warn": "restricted", "audit": "restricted"},
     "unconfined": {"enforce": "privileged", "warn": "baseline", "audit": "baseline"},
 }
 MANAGER_PSA_LEVELS = {"enforce": "restricted", "warn": "restricted", "audit": "restricted"}
@@ -34,8 +36,14 @@ def manager_namespace_labels(pod_security_version: str) -> dict[str, str]:
     return {**MANAGED_BY, **psa_labels(MANAGER_PSA_LEVELS, pod_security_version)}
 
 
-def job_namespace_annotations(job_security_mode: JobSecurityMode) -> dict[str, str]:
-    return {JOB_SECURITY_MODE_ANNOTATION: job_security_mode}
+def job_namespace_annotations(job_security_mode: JobSecurityMode, profiles: ProfileNames | None = None) -> dict[str, str]:
+    """The mode, and in 'confined' the exact Localhost profile names the pack admits on the build container."""
+    annotations: dict[str, str] = {JOB_SECURITY_MODE_ANNOTATION: job_security_mode}
+    if profiles is not None:
+        annotations[SECCOMP_PROFILE_ANNOTATION] = profiles.seccomp
+        if profiles.apparmor is not None:
+            annotations[APPARMOR_PROFILE_ANNOTATION] = profiles.apparmor
+    return annotations
 
 
 def job_namespace_labels(job_security_mode: JobSecurityMode, pod_security_version: str) -> dict[str, str]:

@@ -50,7 +50,7 @@ class RunnerNamespaces(pulumi.ComponentResource):
             metadata={
                 "name": kube.job_namespace,
                 "labels": job_namespace_labels(mode, kube.pod_security_version),
-                "annotations": job_namespace_annotations(mode),
+                "annotations": job_namespace_annotations(mode, args.runner.confined_profile_names()),
             },
             opts=child,
         )

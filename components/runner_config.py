@@ -129,6 +129,7 @@ def build_runner_config(
 ) -> RunnerConfigFile:
     """The `[[runners]]` template for the chart: one Kubernetes-executor runner for rootless BuildKit."""
     unconfined = runner.job_security_mode == "unconfined"
+    confined = runner.confined_profile_names()
     build = runner.build_resources
     helper = runner.helper_resources
     patches: list[PodSpecPatch] = []
@@ -145,6 +146,18 @@ def build_runner_config(
                     {"containers": [{"name": BUILD_CONTAINER, "securityContext": {"seccompProfile": {"type": "Unconfined"}}}]},
                     sort_keys=True,
                 ),
+            )
+        )
+    if confined is not None:
+        # The stack's Localhost profiles on the build container only; the helper and init containers keep
+        # the runtime's defaults. The pack admits exactly these names (the job namespace's marks).
+        context: dict[str, Any] = {"seccompProfile": {"type": "Localhost", "localhostProfile": confined.seccomp}}
+        if confined.apparmor is not None:
+            context["appArmorProfile"] = {"type": "Localhost", "localhostProfile": confined.apparmor}
+        patches.append(
+            PodSpecPatch(
+                name="buildkit-localhost-profiles",
+                patch=json.dumps({"containers": [{"name": BUILD_CONTAINER, "securityContext": context}]}, sort_keys=True),
             )
         )
     return RunnerConfigFile(

@@ -8,6 +8,13 @@ PSA_LABEL_PREFIX = "pod-security.kubernetes.io"
 PSA_ENFORCE = f"{PSA_LABEL_PREFIX}/enforce"
 # On a job namespace: 'unconfined' means the stack config acknowledged the unconfined job security mode.
 JOB_SECURITY_MODE_ANNOTATION = "gitlab-buildkit-runner/job-security-mode"
+JOB_SECURITY_MODES = ("baseline", "confined", "unconfined")
+# On a job namespace in the 'confined' mode: the exact Localhost profiles its build containers may use.
+SECCOMP_PROFILE_ANNOTATION = "gitlab-buildkit-runner/seccomp-profile"
+APPARMOR_PROFILE_ANNOTATION = "gitlab-buildkit-runner/apparmor-profile"
+# What a profile name in those marks may look like (the stack's config enforces the same).
+SECCOMP_PROFILE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*\.json"
+APPARMOR_PROFILE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 # On an ECR repository (AWS tag): BUILD_CACHE_ROLE marks the one repository whose tags may move.
 REPOSITORY_ROLE_TAG = "gitlab-buildkit-runner/repository-role"
 BUILD_CACHE_ROLE = "buildkit-cache"

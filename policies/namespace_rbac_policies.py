@@ -9,7 +9,15 @@ from typing import Any
 
 from common import resource_policy, to_plain_data
 from kubernetes_kinds import is_kind, kube_kind, objects
-from marks import JOB_SECURITY_MODE_ANNOTATION, PSA_LABEL_PREFIX
+from marks import (
+    APPARMOR_PROFILE_ANNOTATION,
+    APPARMOR_PROFILE_PATTERN,
+    JOB_SECURITY_MODE_ANNOTATION,
+    JOB_SECURITY_MODES,
+    PSA_LABEL_PREFIX,
+    SECCOMP_PROFILE_ANNOTATION,
+    SECCOMP_PROFILE_PATTERN,
+)
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
 LEVELS = ("privileged", "baseline", "restricted")
@@ -70,6 +78,38 @@ def _privileged_only_acknowledged(args: ResourceValidationArgs, report_violation
             )
 
 
+def _job_security_marks(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """The marks the runner policies read: a known mode, and in 'confined' well-formed profile names (and
+    only there), on Namespace resources (a patch could mark a namespace the pack cannot see)."""
+    for _, meta, patch in _namespaces(args):
+        annotations = meta.get("annotations") or {}
+        name = meta.get("name")
+        marks = [
+            key for key in (JOB_SECURITY_MODE_ANNOTATION, SECCOMP_PROFILE_ANNOTATION, APPARMOR_PROFILE_ANNOTATION) if key in annotations
+        ]
+        if patch and marks:
+            report_violation(f"NamespacePatch {name!r} sets {marks}: job security marks belong on the stack's Namespace resources", None)
+            continue
+        mode = annotations.get(JOB_SECURITY_MODE_ANNOTATION)
+        if mode is not None and mode not in JOB_SECURITY_MODES:
+            report_violation(f"namespace {name!r}: {JOB_SECURITY_MODE_ANNOTATION}={mode!r} is not one of {list(JOB_SECURITY_MODES)}", None)
+        seccomp = annotations.get(SECCOMP_PROFILE_ANNOTATION)
+        apparmor = annotations.get(APPARMOR_PROFILE_ANNOTATION)
+        if mode != "confined":
+            for key in (SECCOMP_PROFILE_ANNOTATION, APPARMOR_PROFILE_ANNOTATION):
+                if key in annotations:
+                    report_violation(f"namespace {name!r}: {key} is only meaningful with {JOB_SECURITY_MODE_ANNOTATION}=confined", None)
+            continue
+        if not isinstance(seccomp, str) or not re.fullmatch(SECCOMP_PROFILE_PATTERN, seccomp) or ".." in seccomp.split("/"):
+            report_violation(
+                f"namespace {name!r}: {SECCOMP_PROFILE_ANNOTATION}={seccomp!r} must name the confined mode's seccomp profile as a "
+                "relative path of letters, digits, '.', '_', '-' ending in .json, without '..'",
+                None,
+            )
+        if apparmor is not None and (not isinstance(apparmor, str) or not re.fullmatch(APPARMOR_PROFILE_PATTERN, apparmor)):
+            report_violation(f"namespace {name!r}: {APPARMOR_PROFILE_ANNOTATION}={apparmor!r} is not an AppArmor profile name", None)
+
+
 def _rules(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
     if not (is_kind(args.resource_type, RBAC, "Role", args.props) or is_kind(args.resource_type, RBAC, "ClusterRole", args.props)):
         return []
@@ -125,6 +165,13 @@ def policies() -> list:
             "PSA level 'privileged' only for a job namespace in the acknowledged unconfined mode (never through a patch).",
             "Use jobSecurityMode 'baseline', or acknowledge 'unconfined' in stack config.",
             _privileged_only_acknowledged,
+        ),
+        resource_policy(
+            "kubernetes-namespace-job-security-marks",
+            "A namespace's job security mode mark must be a known mode; Localhost profile marks only in 'confined', as "
+            "well-formed names, never through a patch.",
+            "Let the stack set the marks from runner.jobSecurityMode and runner.confinedProfiles.",
+            _job_security_marks,
         ),
         resource_policy(
             "kubernetes-rbac-no-wildcards",

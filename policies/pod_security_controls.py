@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 CONTAINER_FIELDS = ("containers", "initContainers", "ephemeralContainers")
 APPARMOR_ANNOTATION_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
+# seccomp.security.alpha.kubernetes.io/pod and container.seccomp.security.alpha.kubernetes.io/<name>:
+# not read since Kubernetes 1.27, so a Localhost profile named there is never what a pod runs under.
+SECCOMP_ANNOTATION_MARKER = "seccomp.security.alpha.kubernetes.io"
 
 # Ref: https://github.com/kubernetes/pod-security-admission/blob/master/policy/check_capabilities_baseline.go
 BASELINE_CAPABILITIES = frozenset(
@@ -145,6 +148,47 @@ def check_apparmor(spec: Pod, meta: Pod) -> list[str]:
     contexts = [("pod", _get(spec, "securityContext", "appArmorProfile", "type"))]
     contexts += [(where, _get(c, "securityContext", "appArmorProfile", "type")) for where, c in containers(spec)]
     found += [f"{where} appArmorProfile.type is {t!r}" for where, t in contexts if t not in (None, "RuntimeDefault", "Localhost")]
+    return found
+
+
+@dataclass(frozen=True)
+class LocalhostProfile:
+    """A Localhost seccomp/AppArmor profile a pod names: `group` is 'pod' (the pod's securityContext,
+    which applies to every container), 'annotation' (AppArmor's beta annotation), 'seccomp-annotation'
+    (the alpha annotations Kubernetes no longer reads) or the container list."""
+
+    group: str
+    container: str
+    kind: Literal["seccomp", "apparmor"]
+    profile: str
+
+    def describe(self) -> str:
+        where = "the pod's securityContext" if self.group == "pod" else f"{self.group} {self.container!r}"
+        return f"Localhost {self.kind} profile {self.profile!r} in {where}"
+
+
+_PROFILE_FIELDS: tuple[tuple[str, Literal["seccomp", "apparmor"]], ...] = (("seccompProfile", "seccomp"), ("appArmorProfile", "apparmor"))
+
+
+def localhost_profiles(spec: Pod, meta: Pod) -> list[LocalhostProfile]:
+    """Every Localhost profile of a pod, wherever Kubernetes reads one (fields at pod and container level,
+    AppArmor annotations), plus the old seccomp annotations naming one."""
+    found = []
+    for field, kind in _PROFILE_FIELDS:
+        contexts = [("pod", "*", _get(spec, "securityContext", field))]
+        for group in CONTAINER_FIELDS:
+            contexts += [(group, str(c.get("name", "?")), _get(c, "securityContext", field)) for c in spec.get(group) or []]
+        for group, name, profile in contexts:
+            if isinstance(profile, Mapping) and (profile.get("type") == "Localhost" or profile.get("localhostProfile") is not None):
+                found.append(LocalhostProfile(group, name, kind, str(profile.get("localhostProfile"))))
+    for key, value in (meta.get("annotations") or {}).items():
+        text = str(value)
+        if key.startswith(APPARMOR_ANNOTATION_PREFIX) and text.startswith("localhost/"):
+            found.append(
+                LocalhostProfile("annotation", key.removeprefix(APPARMOR_ANNOTATION_PREFIX), "apparmor", text.removeprefix("localhost/"))
+            )
+        if SECCOMP_ANNOTATION_MARKER in key and text.startswith("localhost/"):
+            found.append(LocalhostProfile("seccomp-annotation", key, "seccomp", text.removeprefix("localhost/")))
     return found
 
 

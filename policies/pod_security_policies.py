@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from common import ADVISORY, MANDATORY, resource_policy
 from kubernetes_kinds import pods, unmodelled_pod_specs
-from pod_security_controls import CONTROLS, Control
+from pod_security_controls import CONTROLS, Control, localhost_profiles
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 
@@ -30,6 +30,18 @@ def _understood(args: ResourceValidationArgs, report_violation: ReportViolation)
         )
 
 
+def _no_localhost_profiles(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    kind = args.resource_type.split(":")[-1]
+    for location, spec, meta in pods(args.resource_type, args.props):
+        where = f"{kind} {args.name}" + (f" {location}" if location else "")
+        for found in localhost_profiles(spec, meta):
+            report_violation(
+                f"{where}: {found.describe()}: the stack's only Localhost profiles are for the job pods' build container, "
+                "which the runner creates (runners.config); no workload the stack manages may name one",
+                None,
+            )
+
+
 def policies() -> list[ResourceValidationPolicy]:
     # Baseline controls are mandatory; restricted ones advisory unless the policy config raises them
     # (the job namespace can never be restricted: rootless BuildKit needs escalation).
@@ -43,6 +55,13 @@ def policies() -> list[ResourceValidationPolicy]:
                 MANDATORY if control.level == "baseline" else ADVISORY,
             )
             for control in CONTROLS
+        ),
+        resource_policy(
+            "kubernetes-pod-localhost-profiles",
+            "Workloads the stack manages must not use Localhost seccomp/AppArmor profiles (field or annotation): a node file "
+            "the pack cannot see could allow anything. Only the job pods' build container may, through the runner's config.",
+            "Use RuntimeDefault; the confined job security mode sets the build container's Localhost profiles itself.",
+            _no_localhost_profiles,
         ),
         resource_policy(
             "kubernetes-workload-kind-understood",

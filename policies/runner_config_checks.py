@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pod_security_controls import APPARMOR_ANNOTATION_PREFIX, violations
+from pod_security_controls import APPARMOR_ANNOTATION_PREFIX, LocalhostProfile, localhost_profiles, violations
 from pod_spec_patches import PatchError, job_pod, patched_job_pod
 
 CONTAINER_CONTEXTS = {
@@ -72,7 +72,8 @@ class RunnerException:
     """One allowed relaxation: `relaxation` on `container` when every image a job can run is in `images`.
 
     `namespaces_from` = "acknowledged-unconfined" limits it to job namespaces the stack labelled
-    with the acknowledged unconfined mode; None means any namespace.
+    with the acknowledged unconfined mode, "confined" to those marked for the confined mode; None
+    means any namespace.
     """
 
     name: str
@@ -80,6 +81,14 @@ class RunnerException:
     images: ImageClass
     relaxation: str
     namespaces_from: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfinedNamespace:
+    """A job namespace the stack marked for the 'confined' mode, with the exact Localhost profiles it names."""
+
+    seccomp: str
+    apparmor: str | None = None
 
 
 ROOTLESS_BUILDKIT = ImageClass("rootless BuildKit", "moby/buildkit", "rootless")
@@ -90,6 +99,9 @@ RUNNER_EXCEPTIONS: tuple[RunnerException, ...] = (
     RunnerException("buildkit-keep-setid-caps", "build", ROOTLESS_BUILDKIT, "no_drop_all"),
     # Upstream examples run unconfined so unshare(2)/mount(2) work; only in the acknowledged mode.
     RunnerException("buildkit-unconfined", "build", ROOTLESS_BUILDKIT, "unconfined_profiles", "acknowledged-unconfined"),
+    # The stack's Localhost profiles (RuntimeDefault plus what rootlesskit needs); the names are checked
+    # against the namespace's marks separately (localhost_profile_problems).
+    RunnerException("buildkit-localhost-profiles", "build", ROOTLESS_BUILDKIT, "localhost_profiles", "confined"),
 )
 
 
@@ -111,6 +123,7 @@ def exception_for(
     namespace: str,
     unconfined_namespaces: Iterable[str],
     trusted_mirrors: Iterable[str] = (),
+    confined_namespaces: Iterable[str] = (),
 ) -> RunnerException | None:
     mirrors = list(trusted_mirrors)
     for exc in RUNNER_EXCEPTIONS:
@@ -119,6 +132,8 @@ def exception_for(
         if not all(exc.images.admits(image, mirrors) for image in images):
             continue
         if exc.namespaces_from == "acknowledged-unconfined" and namespace not in set(unconfined_namespaces):
+            continue
+        if exc.namespaces_from == "confined" and namespace not in set(confined_namespaces):
             continue
         return exc
     return None
@@ -274,10 +289,15 @@ def _kube_sections(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
 
 
 def runner_config_problems(
-    config: RunnerConfig | Mapping[str, Any], unconfined_namespaces: Iterable[str] = (), trusted_mirrors: Iterable[str] = ()
+    config: RunnerConfig | Mapping[str, Any],
+    unconfined_namespaces: Iterable[str] = (),
+    trusted_mirrors: Iterable[str] = (),
+    confined_namespaces: Mapping[str, ConfinedNamespace] | None = None,
 ) -> dict[str, list[str]]:
     """{policy name: messages} for a config.toml read by parse_runner_config. `trusted_mirrors`: registries
-    (policy config `trustedBuildkitMirrors`) whose moby/buildkit images count as rootless BuildKit."""
+    (policy config `trustedBuildkitMirrors`) whose moby/buildkit images count as rootless BuildKit;
+    `confined_namespaces`: the job namespaces marked for the confined mode, with their profile names."""
+    confined = dict(confined_namespaces or {})
     problems: dict[str, list[str]] = {}
     trusted_mirrors = [str(m) for m in trusted_mirrors]
     data = config.data if isinstance(config, RunnerConfig) else config
@@ -295,7 +315,7 @@ def runner_config_problems(
         namespace = str(kube.get("namespace", ""))
 
         def allowed(relaxation: str, container: str) -> bool:
-            return exception_for(relaxation, container, images, namespace, unconfined_namespaces, trusted_mirrors) is not None
+            return exception_for(relaxation, container, images, namespace, unconfined_namespaces, trusted_mirrors, confined) is not None
 
         if kube.get("privileged") is not False and kube.get("privileged") is not None:
             add("gitlab-runner-privileged", f"{where}.kubernetes.privileged = {json.dumps(kube.get('privileged'))}")
@@ -353,7 +373,67 @@ def runner_config_problems(
                     "gitlab-runner-unconfined-profiles",
                     f"{where}: {profile} on container {container!r} in namespace {namespace!r} without the acknowledged unconfined job security mode",
                 )
+        build_allowed = allowed("localhost_profiles", "build")
+        for message in localhost_profile_problems(kube, patched_spec, meta, confined.get(namespace) if build_allowed else None):
+            add(LOCALHOST_POLICY, f"{where}: {message}")
     return problems
+
+
+LOCALHOST_POLICY = "gitlab-runner-localhost-profiles"
+
+
+def localhost_profile_problems(
+    kube: Mapping[str, Any], patched_spec: Mapping[str, Any], meta: Mapping[str, Any], marks: ConfinedNamespace | None
+) -> list[str]:
+    """Why each Localhost profile the job pod would get is not admitted. Admitted: exactly the profile the
+    job namespace's marks name, of that kind, on the build container (`containers`, by name), in a
+    namespace marked 'confined', when every image a job can run is rootless BuildKit (`marks` is None
+    otherwise), with the build container's image left as the runner sets it."""
+    namespace = str(kube.get("namespace", ""))
+    problems = []
+    found = localhost_profiles(patched_spec, meta)
+    for key in ("seccomp_profile", "app_armor_profile"):  # native fields from runner 18.11: not modelled
+        for container, context_key in CONTAINER_CONTEXTS.items():
+            value = (kube.get(context_key) or {}).get(key)
+            if str(_get_type(value)).lower() == "localhost" or (isinstance(value, dict) and value.get("localhost_profile")):
+                problems.append(
+                    f"{context_key}.{key} names a Localhost profile for {container!r}: the pack admits the stack's "
+                    "profiles only through its pod_spec patch (native profile fields are not modelled)"
+                )
+    if found and marks is not None:
+        build = next((c for c in patched_spec.get("containers") or [] if c.get("name") == "build"), None)
+        if build is None or build.get("image") != kube.get("image"):
+            problems.append(
+                "the pod_spec patches change or remove the build container's image, so its Localhost profiles cannot be admitted"
+            )
+            marks = None
+    for profile in found:
+        reason = _localhost_refusal(profile, namespace, marks)
+        if reason:
+            problems.append(f"{profile.describe()}: {reason}")
+    return problems
+
+
+def _localhost_refusal(profile: LocalhostProfile, namespace: str, marks: ConfinedNamespace | None) -> str | None:
+    if profile.group == "seccomp-annotation":
+        return "Kubernetes has not read seccomp annotations since 1.27; set the field on the build container"
+    if profile.group == "pod":
+        return (
+            "a pod-level profile applies to every container (helper, init-permissions, services); only the build container may run under it"
+        )
+    if profile.container != "build" or profile.group not in ("containers", "annotation"):
+        return "only the build container (in containers) may run under the stack's Localhost profiles"
+    if marks is None:
+        return (
+            f"namespace {namespace!r} is not a job namespace marked for the 'confined' job security mode, or a job on this "
+            "runner can run an image other than rootless BuildKit"
+        )
+    expected = marks.seccomp if profile.kind == "seccomp" else marks.apparmor
+    if expected is None:
+        return f"namespace {namespace!r} names no {profile.kind} profile"
+    if profile.profile != expected:
+        return f"the stack's {profile.kind} profile in namespace {namespace!r} is {expected!r} (names must match exactly)"
+    return None
 
 
 # Controls judged on the patched pod here; seccomp and AppArmor go through the unconfined-profiles

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from common import ADVISORY, resource_policy, stack_policy, to_plain_data
-from marks import JOB_SECURITY_MODE_ANNOTATION, PSA_ENFORCE
+from marks import (
+    APPARMOR_PROFILE_ANNOTATION,
+    APPARMOR_PROFILE_PATTERN,
+    JOB_SECURITY_MODE_ANNOTATION,
+    PSA_ENFORCE,
+    SECCOMP_PROFILE_ANNOTATION,
+    SECCOMP_PROFILE_PATTERN,
+)
 from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, StackValidationArgs
-from runner_config_checks import RunnerConfig, manager_context_problems, parse_runner_config, runner_config_problems
+from runner_config_checks import (
+    LOCALHOST_POLICY,
+    ConfinedNamespace,
+    RunnerConfig,
+    manager_context_problems,
+    parse_runner_config,
+    runner_config_problems,
+)
 
 RELEASE_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v3:Chart", "kubernetes:helm.sh/v4:Chart")
 UNCONFINED_POLICY = "gitlab-runner-unconfined-profiles"
@@ -51,7 +66,12 @@ MIRRORS_SCHEMA = PolicyConfigSchema(
         }
     }
 )
-EXCEPTION_POLICIES = ("gitlab-runner-privilege-escalation", "gitlab-runner-buildkit-needs", "gitlab-runner-unconfined-profiles")
+EXCEPTION_POLICIES = (
+    "gitlab-runner-privilege-escalation",
+    "gitlab-runner-buildkit-needs",
+    "gitlab-runner-unconfined-profiles",
+    LOCALHOST_POLICY,
+)
 
 
 def trusted_mirrors(args: ResourceValidationArgs | StackValidationArgs) -> list[str]:
@@ -132,6 +152,39 @@ def acknowledged_unconfined_namespaces(args: StackValidationArgs) -> set[str]:
     return names
 
 
+def confined_namespaces(args: StackValidationArgs) -> dict[str, ConfinedNamespace]:
+    """Job namespaces (Namespace resources, never patches) marked 'confined', enforcing PSA baseline or
+    restricted, whose profile marks are well-formed names: {namespace: its exact profile names}."""
+    found = {}
+    for r in args.resources:
+        if r.resource_type != "kubernetes:core/v1:Namespace":
+            continue
+        meta = r.props.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        if annotations.get(JOB_SECURITY_MODE_ANNOTATION) != "confined" or (meta.get("labels") or {}).get(PSA_ENFORCE) not in (
+            "baseline",
+            "restricted",
+        ):
+            continue
+        seccomp = annotations.get(SECCOMP_PROFILE_ANNOTATION)
+        apparmor = annotations.get(APPARMOR_PROFILE_ANNOTATION)
+        if not isinstance(seccomp, str) or not re.fullmatch(SECCOMP_PROFILE_PATTERN, seccomp) or ".." in seccomp.split("/"):
+            continue
+        if apparmor is not None and (not isinstance(apparmor, str) or not re.fullmatch(APPARMOR_PROFILE_PATTERN, apparmor)):
+            continue
+        found[str(meta.get("name"))] = ConfinedNamespace(seccomp, apparmor)
+    return found
+
+
+def _localhost_profiles(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    confined = confined_namespaces(args)
+    for release in _releases(args):
+        config = checked_runner_config(release.props, report_violation, release.urn)
+        problems = runner_config_problems(config, (), trusted_mirrors(args), confined) if config is not None else {}
+        for message in problems.get(LOCALHOST_POLICY, []):
+            report_violation(message, release.urn)
+
+
 def _unconfined_profiles(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     allowed = acknowledged_unconfined_namespaces(args)
     for release in _releases(args):
@@ -167,6 +220,16 @@ def policies() -> list:
             "Unconfined seccomp/AppArmor on job containers only for the BuildKit build container in a job namespace acknowledged for the 'unconfined' mode.",
             "Use jobSecurityMode 'baseline', or set jobSecurityMode 'unconfined' with acknowledgeUnconfined: true.",
             _unconfined_profiles,
+            config_schema=MIRRORS_SCHEMA,
+        )
+    )
+    result.append(
+        stack_policy(
+            LOCALHOST_POLICY,
+            "Localhost seccomp/AppArmor profiles on job pods only on the rootless BuildKit build container, only the exact "
+            "profiles its job namespace names for the 'confined' mode.",
+            "Use jobSecurityMode 'confined' (the stack sets the profiles and the marks); never name another Localhost profile.",
+            _localhost_profiles,
             config_schema=MIRRORS_SCHEMA,
         )
     )

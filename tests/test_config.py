@@ -53,7 +53,7 @@ def test_config_is_frozen() -> None:
         ),
         (
             {"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "privileged"}},
-            r"runner\.jobSecurityMode = \"privileged\": Input should be 'baseline' or 'unconfined'",
+            r"runner\.jobSecurityMode = \"privileged\": Input should be 'baseline', 'confined' or 'unconfined'",
         ),
         (
             {"runner": {"scope": {"type": "project_type", "projectId": 1}, "jobSecurityMode": "unconfined"}},

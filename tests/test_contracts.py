@@ -23,10 +23,32 @@ import runner_config_checks
 
 @pytest.mark.parametrize(
     "name",
-    ["PSA_LABEL_PREFIX", "JOB_SECURITY_MODE_ANNOTATION", "REPOSITORY_ROLE_TAG", "BUILD_CACHE_ROLE"],
+    [
+        "PSA_LABEL_PREFIX",
+        "JOB_SECURITY_MODE_ANNOTATION",
+        "SECCOMP_PROFILE_ANNOTATION",
+        "APPARMOR_PROFILE_ANNOTATION",
+        "REPOSITORY_ROLE_TAG",
+        "BUILD_CACHE_ROLE",
+    ],
 )
 def test_pack_reads_the_marks_the_stack_writes(name: str) -> None:
     assert getattr(pack_marks, name) == getattr(marks, name)
+
+
+def test_pack_knows_every_job_security_mode() -> None:
+    import typing
+
+    from components.config import JobSecurityMode
+
+    assert typing.get_args(JobSecurityMode) == pack_marks.JOB_SECURITY_MODES
+
+
+def test_pack_reads_profile_names_with_the_configs_syntax() -> None:
+    from components.config import confinement
+
+    assert confinement.SECCOMP_PATH.pattern == pack_marks.SECCOMP_PROFILE_PATTERN
+    assert confinement.APPARMOR_NAME.pattern == pack_marks.APPARMOR_PROFILE_PATTERN
 
 
 def test_pack_enforce_label_is_under_the_stack_prefix() -> None:

@@ -51,14 +51,17 @@ OTHER_MANDATORY = [
     "gitlab-runner-pod-spec-patches",
     "gitlab-runner-manager-restricted",
     "gitlab-runner-unconfined-profiles",
+    "gitlab-runner-localhost-profiles",
     "helm-release-allow-listed",
     "gitlab-runner-values-allow-listed",
     "gitlab-runner-namespaces",
     "kubernetes-namespace-psa-labels",
     "kubernetes-namespace-privileged-acknowledged",
+    "kubernetes-namespace-job-security-marks",
     "kubernetes-rbac-no-wildcards",
     "kubernetes-rbac-no-cluster-admin",
     "kubernetes-workload-kind-understood",
+    "kubernetes-pod-localhost-profiles",
     "kubernetes-job-egress-blocks-metadata",
     "kubernetes-job-deny-ingress",
     "aws-ecr-scan-on-push",
@@ -245,7 +248,7 @@ def test_container_values_override_pod_values(pack: PolicyPack) -> None:
     pod["spec"]["securityContext"]["runAsNonRoot"] = False
     first(pod)["runAsNonRoot"] = True
     pod["spec"]["securityContext"].pop("seccompProfile")
-    first(pod)["seccompProfile"] = {"type": "Localhost", "localhostProfile": "p.json"}
+    first(pod)["seccompProfile"] = {"type": "RuntimeDefault"}
     assert analyze(pack, *wrap("Deployment", pod)) == []
     # ...and the other way round: a container's explicit false beats the pod's true.
     pod = copy.deepcopy(COMPLIANT_POD)
@@ -265,7 +268,12 @@ def test_unknown_pod_template_fails_closed(pack: PolicyPack) -> None:
     typ, props = wrap("Deployment", COMPLIANT_POD)
     props["spec"]["template"] = UNKNOWN
     found = {d.policy: d.level for d in analyze(pack, typ, props)}
-    assert set(found) == {*BASELINE_POLICIES, *RESTRICTED_POLICIES, "kubernetes-workload-kind-understood"}
+    assert set(found) == {
+        *BASELINE_POLICIES,
+        *RESTRICTED_POLICIES,
+        "kubernetes-workload-kind-understood",
+        "kubernetes-pod-localhost-profiles",
+    }
     assert all(level == "mandatory" for p, level in found.items() if p in BASELINE_POLICIES)
 
 
@@ -424,6 +432,7 @@ def runner_toml_edit(edit: Callable[[str], str]) -> Callable[[dict[str, Any]], N
                 [
                     *RUNNER_CONFIG_POLICIES,
                     "gitlab-runner-unconfined-profiles",
+                    "gitlab-runner-localhost-profiles",
                     "gitlab-runner-namespaces",
                     "kubernetes-job-deny-ingress",
                     "kubernetes-job-egress-blocks-metadata",

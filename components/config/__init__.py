@@ -10,6 +10,7 @@ and error messages) and ``ci_names`` (the CI/CD variable names shared with the b
 """
 
 from .ci_names import variable_suffix
+from .confinement import NODE_OS, ConfinedProfiles, NodeOs, ProfileNames
 from .credentials import CredentialsConfig, CredentialsMode, KeySlot, OidcSubject
 from .fields import is_pinned_image, parse_quantity, split_image
 from .gitlab import GitlabConfig
@@ -22,10 +23,12 @@ from .runner import JobSecurityMode, RunnerConfig, RunnerScope, RunnerType
 from .stack import Environment, StackConfig
 
 __all__ = [
+    "NODE_OS",
     "PROJECT",
     "SECRET_KEYS",
     "Application",
     "ConfigError",
+    "ConfinedProfiles",
     "CredentialsConfig",
     "CredentialsMode",
     "Environment",
@@ -36,8 +39,10 @@ __all__ = [
     "KubernetesConfig",
     "Lifecycle",
     "NetworkConfig",
+    "NodeOs",
     "OidcSubject",
     "PreviewConfig",
+    "ProfileNames",
     "RegistryConfig",
     "Resources",
     "RunnerConfig",

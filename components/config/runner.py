@@ -11,10 +11,11 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from .base import ConfigModel, RuleViolation
+from .confinement import ARCH_LABEL, CONFINED_ARCH, NODE_OS, ConfinedProfiles, NodeOs, ProfileNames
 from .fields import IMAGE_TAG, RUNNER_TAG, SEMVER, ImageRef, LabelKey, LabelValue, Quantity, matching
 from .kubernetes import Resources
 
-JobSecurityMode = Literal["baseline", "unconfined"]
+JobSecurityMode = Literal["baseline", "confined", "unconfined"]
 RunnerType = Literal["project_type", "group_type", "instance_type"]
 
 # An allowed-image pattern for the build container: rootless moby/buildkit from one named registry.
@@ -125,7 +126,14 @@ class RunnerConfig(ConfigModel):
     poll_timeout_seconds: int = Field(600, ge=30, le=3600)
     """Seconds the runner waits for a job pod to start."""
     job_security_mode: JobSecurityMode = "baseline"
-    """'baseline' (no explicit seccomp/AppArmor; job namespace PSA baseline) or 'unconfined' (both Unconfined on the build container; job namespace PSA privileged)."""
+    """'baseline' (no explicit seccomp/AppArmor; job namespace PSA baseline), 'confined' (the stack's Localhost
+    seccomp, and AppArmor on AppArmor nodes, on the build container; PSA baseline; needs nodeOs and the
+    profiles on every node) or 'unconfined' (both Unconfined on the build container; PSA privileged)."""
+    node_os: NodeOs | None = None
+    """Operating system of the nodes that run jobs; required by jobSecurityMode 'confined', and refuses
+    modes that cannot build there (README 'Job security modes')."""
+    confined_profiles: ConfinedProfiles | None = None
+    """Names of the Localhost profiles in jobSecurityMode 'confined' (unset: the stack's defaults)."""
     acknowledge_unconfined: bool = False
     """Must be true to use jobSecurityMode 'unconfined'."""
     build_resources: Resources = Resources(
@@ -181,6 +189,61 @@ class RunnerConfig(ConfigModel):
         if self.acknowledge_unconfined and self.job_security_mode != "unconfined":
             raise ValueError("acknowledgeUnconfined is only meaningful with jobSecurityMode 'unconfined'")
         return self
+
+    @model_validator(mode="after")
+    def _mode_fits_node_os(self) -> RunnerConfig:
+        mode = self.job_security_mode
+        if self.confined_profiles is not None and mode != "confined":
+            raise RuleViolation(
+                "confinedProfiles", self.confined_profiles.model_dump(by_alias=True), "is only meaningful with jobSecurityMode 'confined'"
+            )
+        if mode == "confined" and self.node_os is None:
+            raise RuleViolation(
+                "nodeOs",
+                None,
+                f"must be set with jobSecurityMode 'confined' (one of {', '.join(NODE_OS)}): which Localhost profiles "
+                "a build needs depends on the node's OS (AppArmor or not)",
+            )
+        if self.node_os is None:
+            return self
+        facts = NODE_OS[self.node_os]
+        if mode == "confined" and facts.confined:
+            raise RuleViolation("nodeOs", self.node_os, f"jobSecurityMode 'confined' is not supported on {self.node_os}: {facts.confined}")
+        if mode == "confined" and self.node_selector.get(ARCH_LABEL) != CONFINED_ARCH:
+            raise RuleViolation(
+                f"nodeSelector.{ARCH_LABEL}",
+                self.node_selector.get(ARCH_LABEL),
+                f"must be {CONFINED_ARCH!r} with jobSecurityMode 'confined': its seccomp profile is containerd's default "
+                f"for {CONFINED_ARCH} plus measured syscalls, generated and tested on {CONFINED_ARCH} only",
+            )
+        if (
+            mode == "confined"
+            and facts.apparmor_abi is None
+            and self.confined_profiles
+            and "app_armor" in self.confined_profiles.model_fields_set
+        ):
+            raise RuleViolation(
+                "confinedProfiles.appArmor",
+                self.confined_profiles.app_armor,
+                f"{self.node_os} nodes run no AppArmor: the kubelet refuses a pod that names an AppArmor profile there; remove it",
+            )
+        if mode == "baseline" and facts.baseline:
+            raise RuleViolation(
+                "nodeOs",
+                self.node_os,
+                f"jobSecurityMode 'baseline' cannot build on {self.node_os}: {facts.baseline}"
+                + ("; use jobSecurityMode 'confined'" if not facts.confined else ""),
+            )
+        return self
+
+    def confined_profile_names(self) -> ProfileNames | None:
+        """The build container's Localhost profiles in the 'confined' mode; None in the other modes."""
+        if self.job_security_mode != "confined":
+            return None
+        assert self.node_os is not None  # _mode_fits_node_os
+        names = self.confined_profiles or ConfinedProfiles()
+        abi = NODE_OS[self.node_os].apparmor_abi
+        return ProfileNames(seccomp=names.seccomp, apparmor=names.app_armor if abi else None, apparmor_abi=abi)
 
     @model_validator(mode="after")
     def _job_image_is_allowed(self) -> RunnerConfig:
