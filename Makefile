@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck synth bench bench-build build-host docs urns tools e2e check clean ci-local
+.PHONY: venv test lint typecheck synth bench bench-build build-host docs urns tools e2e check clean ci-local node-bootstrap
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ bench-build: tools
 docs: venv
 	$(PY) -m verify.config_reference --write
 
+## node-bootstrap: print the confined mode's node bootstrap script for STACK, from its config (before `pulumi up`)
+node-bootstrap: venv
+	@$(PY) -m verify.node_bootstrap --stack $(STACK)
+
 ## urns: pin the URNs of new resources in tests/fixtures/urns.json (never unpins; see verify/urns.py)
 urns: venv
 	$(PY) -m verify.urns --write
@@ -58,6 +62,7 @@ clean:
 ## tools: build the e2e tier's real components (etcd, kube-apiserver, ...) into the user's cache
 tools: venv
 	$(PY) -m e2e.tools
+	$(PY) -m e2e.apparmor
 
 ## build-host: as root, prepare this machine for rootless builds (Debian packages, subuid/subgid range of the build user)
 build-host:

@@ -242,6 +242,21 @@ def test_the_bootstrap_fails_when_the_file_is_not_what_it_wrote(tmp_path: Path) 
     assert result.returncode != 0 and "FAILED" in result.stdout + result.stderr
 
 
+def test_the_bootstrap_is_printed_from_a_stack_file_before_any_deployment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from verify.node_bootstrap import main
+
+    raw = confined("ubuntu-22.04")
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(yaml.safe_dump({"config": {f"gitlab-buildkit-runner:{k}": v for k, v in raw.items()}}))
+    assert main(["--config-file", str(path)]) == 0
+    names = parse_config(raw).runner.confined_profile_names()
+    assert names is not None and capsys.readouterr().out == node_bootstrap_script(names)
+    assert main(["--stack", "dev"]) == 1
+    assert "runner.jobSecurityMode is 'baseline'; only 'confined' uses node profiles" in capsys.readouterr().err
+
+
 def test_the_stack_exports_the_profiles_and_the_bootstrap() -> None:
     run = run_program(confined("eks-al2023"))
     exported = run.outputs["confinedProfiles"]

@@ -45,3 +45,18 @@ def test_every_stack_file_is_valid_config() -> None:
     for path in ROOT.glob("Pulumi.*.yaml"):
         stack = path.name.split(".")[1]
         assert parse_config(load_stack_file(stack)).environment == stack
+
+
+def test_confined_mode_docs_state_the_measured_facts() -> None:
+    """The docs' syscall table and node-OS table say what the code measures and decides."""
+    from components.build_seccomp import WHY
+    from components.config import NODE_OS
+
+    doc = (ROOT / "docs" / "confined-mode.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for syscall, (_, symptom) in WHY.items():
+        assert f"| `{syscall}` |" in doc and f"`{symptom}`" in doc, syscall
+    for node_os, facts in NODE_OS.items():
+        row = next((line for line in readme.splitlines() if f"(`{node_os}`) |" in line), "")
+        assert row, node_os
+        assert ("*refused*" in row) == bool(facts.confined or facts.baseline), node_os

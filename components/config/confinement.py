@@ -48,7 +48,10 @@ NODE_OS: dict[str, NodeOsFacts] = {
             "Localhost profile needs a bootstrap container, and rootless BuildKit there is unverified by this project"
         ),
         apparmor_abi=None,
-        baseline="untested by this project; use a node group of EKS AL2023 nodes for builds",
+        baseline=(
+            "Bottlerocket's defaults leave no user namespaces to unprivileged processes and confine containers with "
+            "SELinux; rootless BuildKit there is untested by this project, so run builds on an EKS AL2023 node group"
+        ),
     ),
     # containerd applies its default AppArmor profile (`deny mount,`) when a pod names none.
     # Ref: https://github.com/containerd/containerd/blob/v2.1.4/contrib/apparmor/template.go

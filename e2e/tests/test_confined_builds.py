@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from components.build_seccomp import BUILD_SYSCALLS, WHY, confined_profile, runtime_default
+from components.confined_profiles import seccomp_profile_text
 from e2e import confined
 from e2e.build_job import BuildSession, JobResult, Pipeline, checkout
 
@@ -55,7 +56,8 @@ def test_runtime_default_alone_breaks_the_build_with_the_templates_hint(session:
 
 @pytest.mark.parametrize("app", APPS)
 def test_the_confined_profile_builds_every_fixture_app(session: BuildSession, tmp_path: Path, app: str) -> None:
-    result = build_in_container(session, app, checkout(app, tmp_path / "src"), confined_profile())
+    # The profile exactly as the stack's node bootstrap writes it (components/confined_profiles.py).
+    result = build_in_container(session, app, checkout(app, tmp_path / "src"), json.loads(seccomp_profile_text()))
     assert result.returncode == 0, result.output
     assert result.leftover == []
 

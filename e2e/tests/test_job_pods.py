@@ -146,3 +146,33 @@ def test_unconfined_profiles_only_pass_in_the_acknowledged_privileged_namespace(
     cluster.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": kube["service_account"], "namespace": "plain-jobs"}})
     message = rejected(lambda: cluster.create(job_pod({**kube, "namespace": "plain-jobs"}, "unconfined-job")))
     assert 'violates PodSecurity "baseline:latest"' in message and "seccompProfile" in message
+
+
+def test_confined_profiles_are_admitted_at_baseline_on_the_build_container_only(cluster: LocalCluster) -> None:
+    """The confined mode's job pod as the executor builds it: PSA baseline admits the Localhost profiles, which
+    the apiserver keeps on the build container only; a profile path the config refuses, the apiserver refuses too."""
+    runner = {
+        "scope": {"type": "project_type", "projectId": 1},
+        "jobSecurityMode": "confined",
+        "nodeOs": "ubuntu-24.04",
+        "nodeSelector": {"kubernetes.io/arch": "amd64"},
+        "confinedProfiles": {"seccomp": "acme/build.kit-v1.json", "appArmor": "acme_build.kit-v1"},
+    }
+    run = run_program(make_config(kubernetes={"managerNamespace": "conf-manager", "jobNamespace": "conf-jobs"}, runner=runner))
+    deploy_namespaces(cluster, run)
+    namespace = cluster.get({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "conf-jobs"}})
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    kube = runner_kube(run)
+    created = cluster.create(job_pod(kube, "confined-job"))
+    contexts = {c["name"]: c.get("securityContext", {}) for c in [*created["spec"]["initContainers"], *created["spec"]["containers"]]}
+    assert contexts["build"]["seccompProfile"] == {"type": "Localhost", "localhostProfile": "acme/build.kit-v1.json"}
+    assert contexts["build"]["appArmorProfile"] == {"type": "Localhost", "localhostProfile": "acme_build.kit-v1"}
+    for name in ("helper", "init-permissions"):
+        assert "seccompProfile" not in contexts[name] and "appArmorProfile" not in contexts[name], name
+    assert "seccompProfile" not in (created["spec"].get("securityContext") or {})
+    # the apiserver's own rule for Localhost seccomp paths (no absolute path, no '..'), which the config restates
+    for bad in ("../escape.json", "/var/lib/kubelet/seccomp/x.json"):
+        pod = job_pod(kube, f"bad-{len(bad)}")
+        build = next(c for c in pod["spec"]["containers"] if c["name"] == "build")
+        build["securityContext"]["seccompProfile"]["localhostProfile"] = bad
+        assert "localhostProfile" in rejected(lambda pod=pod: cluster.create(pod))
