@@ -69,3 +69,5 @@ def test_each_added_syscall_is_needed(session: BuildSession, tmp_path: Path, sys
     result = build_in_container(session, "deps-install", checkout("deps-install", tmp_path / "src"), profile)
     assert result.returncode != 0, f"the build passed without {syscall}: the list is not minimal"
     assert WHY[syscall][1] in result.output, result.output
+    # ... and the template points at the confined mode's node bootstrap (an outdated profile on the node)
+    assert "bootstrap" in result.output.split("BUILD FAILED", 1)[-1], result.output
