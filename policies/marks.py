@@ -4,6 +4,8 @@ The pack runs in its own process and never imports the stack's code; these must 
 ``components/marks.py`` (tests/test_contracts.py ties them).
 """
 
+import re
+
 PSA_LABEL_PREFIX = "pod-security.kubernetes.io"
 PSA_ENFORCE = f"{PSA_LABEL_PREFIX}/enforce"
 # On a job namespace: 'unconfined' means the stack config acknowledged the unconfined job security mode.
@@ -13,8 +15,16 @@ JOB_SECURITY_MODES = ("baseline", "confined", "unconfined")
 SECCOMP_PROFILE_ANNOTATION = "gitlab-buildkit-runner/seccomp-profile"
 APPARMOR_PROFILE_ANNOTATION = "gitlab-buildkit-runner/apparmor-profile"
 # What a profile name in those marks may look like (the stack's config enforces the same).
+# Every path element starts with a letter or digit, so '.' and '..' cannot occur.
 SECCOMP_PROFILE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*\.json"
 APPARMOR_PROFILE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+
+
+def is_profile_name(value: object, pattern: str) -> bool:
+    """A profile mark's value is well-formed (a string the whole pattern matches)."""
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
+
+
 # On an ECR repository (AWS tag): BUILD_CACHE_ROLE marks the one repository whose tags may move.
 REPOSITORY_ROLE_TAG = "gitlab-buildkit-runner/repository-role"
 BUILD_CACHE_ROLE = "buildkit-cache"

@@ -17,6 +17,7 @@ from marks import (
     PSA_LABEL_PREFIX,
     SECCOMP_PROFILE_ANNOTATION,
     SECCOMP_PROFILE_PATTERN,
+    is_profile_name,
 )
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
@@ -100,13 +101,13 @@ def _job_security_marks(args: ResourceValidationArgs, report_violation: ReportVi
                 if key in annotations:
                     report_violation(f"namespace {name!r}: {key} is only meaningful with {JOB_SECURITY_MODE_ANNOTATION}=confined", None)
             continue
-        if not isinstance(seccomp, str) or not re.fullmatch(SECCOMP_PROFILE_PATTERN, seccomp) or ".." in seccomp.split("/"):
+        if not is_profile_name(seccomp, SECCOMP_PROFILE_PATTERN):
             report_violation(
                 f"namespace {name!r}: {SECCOMP_PROFILE_ANNOTATION}={seccomp!r} must name the confined mode's seccomp profile as a "
                 "relative path of letters, digits, '.', '_', '-' ending in .json, without '..'",
                 None,
             )
-        if apparmor is not None and (not isinstance(apparmor, str) or not re.fullmatch(APPARMOR_PROFILE_PATTERN, apparmor)):
+        if apparmor is not None and not is_profile_name(apparmor, APPARMOR_PROFILE_PATTERN):
             report_violation(f"namespace {name!r}: {APPARMOR_PROFILE_ANNOTATION}={apparmor!r} is not an AppArmor profile name", None)
 
 

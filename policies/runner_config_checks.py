@@ -401,10 +401,11 @@ def localhost_profile_problems(
                     "profiles only through its pod_spec patch (native profile fields are not modelled)"
                 )
     if found and marks is not None:
-        build = next((c for c in patched_spec.get("containers") or [] if c.get("name") == "build"), None)
-        if build is None or build.get("image") != kube.get("image"):
+        builds = [c for c in patched_spec.get("containers") or [] if c.get("name") == "build"]
+        if len(builds) != 1 or builds[0].get("image") != kube.get("image"):
             problems.append(
-                "the pod_spec patches change or remove the build container's image, so its Localhost profiles cannot be admitted"
+                "the pod_spec patches change, remove or duplicate the build container (its image must stay the runner's), "
+                "so its Localhost profiles cannot be admitted"
             )
             marks = None
     for profile in found:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from marks import (
     PSA_ENFORCE,
     SECCOMP_PROFILE_ANNOTATION,
     SECCOMP_PROFILE_PATTERN,
+    is_profile_name,
 )
 from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, StackValidationArgs
 from runner_config_checks import (
@@ -168,9 +168,9 @@ def confined_namespaces(args: StackValidationArgs) -> dict[str, ConfinedNamespac
             continue
         seccomp = annotations.get(SECCOMP_PROFILE_ANNOTATION)
         apparmor = annotations.get(APPARMOR_PROFILE_ANNOTATION)
-        if not isinstance(seccomp, str) or not re.fullmatch(SECCOMP_PROFILE_PATTERN, seccomp) or ".." in seccomp.split("/"):
+        if not is_profile_name(seccomp, SECCOMP_PROFILE_PATTERN):
             continue
-        if apparmor is not None and (not isinstance(apparmor, str) or not re.fullmatch(APPARMOR_PROFILE_PATTERN, apparmor)):
+        if apparmor is not None and not is_profile_name(apparmor, APPARMOR_PROFILE_PATTERN):
             continue
         found[str(meta.get("name"))] = ConfinedNamespace(seccomp, apparmor)
     return found

@@ -327,6 +327,12 @@ def annotation(key: str, value: str) -> Callable[[str], str]:
         annotation("container.seccomp.security.alpha.kubernetes.io/build", f"localhost/{DEFAULT_SECCOMP_PROFILE}"),
         # a patch that swaps the build container's image keeps its profiles but not the admission
         patch_block('{"containers": [{"name": "build", "image": "docker:27-dind"}]}'),
+        # a second container named build (JSON patch appends; strategic merge would merge by name)
+        patch_block(
+            f'[{{"op": "add", "path": "/containers/-", "value": {{"name": "build", "image": "docker:27-dind", '
+            f'"securityContext": {{"seccompProfile": {SECCOMP}}}}}}}]',
+            "json",
+        ),
     ],
 )
 def test_only_the_stacks_exact_profiles_on_the_build_container_pass(pack: PolicyPack, stack: list[ResourceInput], edit: Any) -> None:

@@ -2,7 +2,7 @@
 
 One home for the profile names: the runner's pod_spec patch, the job namespace's marks (read by the
 policy pack), the profile files the node bootstrap writes and the stack outputs all take them from
-`RunnerConfig.confined_profiles()`, which reads this section.
+`RunnerConfig.confined_profile_names()`, which reads this section.
 
 Ref: https://github.com/kubernetes/kubernetes/blob/v1.34.4/pkg/apis/core/validation/validation.go
      (validateSeccompProfileField: a Localhost seccomp profile is a descending relative path without
@@ -26,10 +26,10 @@ NodeOs = Literal["eks-al2023", "bottlerocket", "ubuntu-22.04", "ubuntu-24.04", "
 # that now means something else.
 DEFAULT_SECCOMP_PROFILE = "gitlab-buildkit-runner/rootless-buildkit-v1.json"
 DEFAULT_APPARMOR_PROFILE = "gitlab-buildkit-runner-rootless-buildkit-v1"
-KUBELET_SECCOMP_ROOT = "/var/lib/kubelet/seccomp"
+KUBELET_SECCOMP_ROOT = "/var/lib/kubelet/seccomp"  # the kubelet's default seccomp profile root
 # The pinned RuntimeDefault is containerd's profile for amd64 (its architectures and arch-specific rules).
 ARCH_LABEL = "kubernetes.io/arch"
-CONFINED_ARCH = "amd64"  # the kubelet's default --seccomp-profile-root
+CONFINED_ARCH = "amd64"
 
 
 @dataclass(frozen=True)
