@@ -39,8 +39,9 @@ def seccomp_profile_text() -> str:
     return json.dumps(confined_profile(), indent=2, sort_keys=True) + "\n"
 
 
-def seccomp_profile_sha256() -> str:
-    return hashlib.sha256(seccomp_profile_text().encode()).hexdigest()
+def seccomp_profile_sha256(text: str | None = None) -> str:
+    """SHA-256 of the seccomp profile file (of `text` when the caller already built it)."""
+    return hashlib.sha256((seccomp_profile_text() if text is None else text).encode()).hexdigest()
 
 
 def apparmor_profile_text(name: str, abi: str) -> str:
@@ -109,6 +110,7 @@ def node_bootstrap_script(names: ProfileNames) -> str:
     the image's apparmor.service loads /etc/apparmor.d at boot. Quoted here-documents: the profiles reach
     the files byte for byte."""
     seccomp_path = seccomp_node_path(names)
+    profile = seccomp_profile_text()
     lines = [
         "#!/bin/sh",
         "# gitlab-buildkit-runner: Localhost profiles for jobSecurityMode 'confined'. Run as root before the kubelet starts.",
@@ -116,10 +118,10 @@ def node_bootstrap_script(names: ProfileNames) -> str:
         'root="${GBR_ROOT:-}"',
         f'mkdir -p "$root{seccomp_path.rsplit("/", 1)[0]}"',
         f"cat > \"$root{seccomp_path}.tmp\" <<'GBR_SECCOMP_EOF'",
-        seccomp_profile_text().rstrip("\n"),
+        profile.rstrip("\n"),
         "GBR_SECCOMP_EOF",
         f'mv "$root{seccomp_path}.tmp" "$root{seccomp_path}"',
-        f'echo "{seccomp_profile_sha256()}  $root{seccomp_path}" | sha256sum -c -',
+        f'echo "{seccomp_profile_sha256(profile)}  $root{seccomp_path}" | sha256sum -c -',
     ]
     if names.apparmor is not None:
         assert names.apparmor_abi is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -392,14 +392,12 @@ def localhost_profile_problems(
     namespace = str(kube.get("namespace", ""))
     problems = []
     found = localhost_profiles(patched_spec, meta)
-    for key in ("seccomp_profile", "app_armor_profile"):  # native fields from runner 18.11: not modelled
-        for container, context_key in CONTAINER_CONTEXTS.items():
-            value = (kube.get(context_key) or {}).get(key)
-            if str(_get_type(value)).lower() == "localhost" or (isinstance(value, dict) and value.get("localhost_profile")):
-                problems.append(
-                    f"{context_key}.{key} names a Localhost profile for {container!r}: the pack admits the stack's "
-                    "profiles only through its pod_spec patch (native profile fields are not modelled)"
-                )
+    for container, context_key, key, value in _native_profiles(kube):  # not modelled for Localhost
+        if str(_get_type(value)).lower() == "localhost" or (isinstance(value, dict) and value.get("localhost_profile")):
+            problems.append(
+                f"{context_key}.{key} names a Localhost profile for {container!r}: the pack admits the stack's "
+                "profiles only through its pod_spec patch (native profile fields are not modelled)"
+            )
     if found and marks is not None:
         builds = [c for c in patched_spec.get("containers") or [] if c.get("name") == "build"]
         if len(builds) != 1 or builds[0].get("image") != kube.get("image"):
@@ -475,12 +473,17 @@ def unconfined_profiles(kube: Mapping[str, Any], patched_spec: Mapping[str, Any]
                 kind = ((container.get("securityContext") or {}).get(field) or {}).get("type")
                 if kind not in (None, "RuntimeDefault", "Localhost"):
                     found.append((str(container.get("name", "?")), f"{field} {kind!r}"))
-    for key in ("seccomp_profile", "app_armor_profile"):  # native fields from runner 18.11
-        for container in ("build", "helper", "service"):
-            ctx = kube.get(CONTAINER_CONTEXTS[container]) or {}
-            if str(_get_type(ctx.get(key))).lower() not in ("none", "runtimedefault", "localhost"):
-                found.append((container, f"{key} {_get_type(ctx.get(key))!r}"))
+    for container, _, key, value in _native_profiles(kube):
+        if str(_get_type(value)).lower() not in ("none", "runtimedefault", "localhost"):
+            found.append((container, f"{key} {_get_type(value)!r}"))
     return found
+
+
+def _native_profiles(kube: Mapping[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
+    """(container, context key, field, value) of the native profile fields (runner 18.11+) of each container context."""
+    for key in ("seccomp_profile", "app_armor_profile"):
+        for container, context_key in CONTAINER_CONTEXTS.items():
+            yield container, context_key, key, (kube.get(context_key) or {}).get(key)
 
 
 def _get_type(value: Any) -> Any:

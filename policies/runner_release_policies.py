@@ -139,59 +139,52 @@ def _releases(args: StackValidationArgs) -> Iterator[Any]:
     return (r for r in args.resources if is_runner_release(r.resource_type, r.props))
 
 
-def acknowledged_unconfined_namespaces(args: StackValidationArgs) -> set[str]:
-    names = set()
+def _namespace_marks(args: StackValidationArgs) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """(name, annotations, labels) of every Namespace resource (never a patch): where the stack's marks live."""
     for r in args.resources:
-        if r.resource_type != "kubernetes:core/v1:Namespace":
-            continue
-        meta = r.props.get("metadata") or {}
-        if (meta.get("annotations") or {}).get(JOB_SECURITY_MODE_ANNOTATION) == "unconfined" and (meta.get("labels") or {}).get(
-            PSA_ENFORCE
-        ) == "privileged":
-            names.add(meta.get("name"))
-    return names
+        if r.resource_type == "kubernetes:core/v1:Namespace":
+            meta = r.props.get("metadata") or {}
+            yield str(meta.get("name")), meta.get("annotations") or {}, meta.get("labels") or {}
+
+
+def acknowledged_unconfined_namespaces(args: StackValidationArgs) -> set[str]:
+    return {
+        name
+        for name, marks, labels in _namespace_marks(args)
+        if marks.get(JOB_SECURITY_MODE_ANNOTATION) == "unconfined" and labels.get(PSA_ENFORCE) == "privileged"
+    }
 
 
 def confined_namespaces(args: StackValidationArgs) -> dict[str, ConfinedNamespace]:
-    """Job namespaces (Namespace resources, never patches) marked 'confined', enforcing PSA baseline or
-    restricted, whose profile marks are well-formed names: {namespace: its exact profile names}."""
+    """Job namespaces marked 'confined', enforcing PSA baseline or restricted, whose profile marks are
+    well-formed names: {namespace: its exact profile names}."""
     found = {}
-    for r in args.resources:
-        if r.resource_type != "kubernetes:core/v1:Namespace":
+    for name, marks, labels in _namespace_marks(args):
+        if marks.get(JOB_SECURITY_MODE_ANNOTATION) != "confined" or labels.get(PSA_ENFORCE) not in ("baseline", "restricted"):
             continue
-        meta = r.props.get("metadata") or {}
-        annotations = meta.get("annotations") or {}
-        if annotations.get(JOB_SECURITY_MODE_ANNOTATION) != "confined" or (meta.get("labels") or {}).get(PSA_ENFORCE) not in (
-            "baseline",
-            "restricted",
-        ):
-            continue
-        seccomp = annotations.get(SECCOMP_PROFILE_ANNOTATION)
-        apparmor = annotations.get(APPARMOR_PROFILE_ANNOTATION)
+        seccomp = marks.get(SECCOMP_PROFILE_ANNOTATION)
+        apparmor = marks.get(APPARMOR_PROFILE_ANNOTATION)
         if not is_profile_name(seccomp, SECCOMP_PROFILE_PATTERN):
             continue
         if apparmor is not None and not is_profile_name(apparmor, APPARMOR_PROFILE_PATTERN):
             continue
-        found[str(meta.get("name"))] = ConfinedNamespace(seccomp, apparmor)
+        found[name] = ConfinedNamespace(seccomp, apparmor)
     return found
 
 
-def _localhost_profiles(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    confined = confined_namespaces(args)
-    for release in _releases(args):
-        config = checked_runner_config(release.props, report_violation, release.urn)
-        problems = runner_config_problems(config, (), trusted_mirrors(args), confined) if config is not None else {}
-        for message in problems.get(LOCALHOST_POLICY, []):
-            report_violation(message, release.urn)
+def _profile_policy(policy: str):
+    """A stack policy reporting `policy`'s problems of every runner release, judged against the job
+    namespaces' marks (acknowledged unconfined, confined with its profile names)."""
 
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        unconfined, confined = acknowledged_unconfined_namespaces(args), confined_namespaces(args)
+        for release in _releases(args):
+            config = checked_runner_config(release.props, report_violation, release.urn)
+            problems = runner_config_problems(config, unconfined, trusted_mirrors(args), confined) if config is not None else {}
+            for message in problems.get(policy, []):
+                report_violation(message, release.urn)
 
-def _unconfined_profiles(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    allowed = acknowledged_unconfined_namespaces(args)
-    for release in _releases(args):
-        config = checked_runner_config(release.props, report_violation, release.urn)
-        problems = runner_config_problems(config, allowed, trusted_mirrors(args)) if config is not None else {}
-        for message in problems.get(UNCONFINED_POLICY, []):
-            report_violation(message, release.urn)
+    return validate
 
 
 def policies() -> list:
@@ -219,7 +212,7 @@ def policies() -> list:
             UNCONFINED_POLICY,
             "Unconfined seccomp/AppArmor on job containers only for the BuildKit build container in a job namespace acknowledged for the 'unconfined' mode.",
             "Use jobSecurityMode 'baseline', or set jobSecurityMode 'unconfined' with acknowledgeUnconfined: true.",
-            _unconfined_profiles,
+            _profile_policy(UNCONFINED_POLICY),
             config_schema=MIRRORS_SCHEMA,
         )
     )
@@ -229,7 +222,7 @@ def policies() -> list:
             "Localhost seccomp/AppArmor profiles on job pods only on the rootless BuildKit build container, only the exact "
             "profiles its job namespace names for the 'confined' mode.",
             "Use jobSecurityMode 'confined' (the stack sets the profiles and the marks); never name another Localhost profile.",
-            _localhost_profiles,
+            _profile_policy(LOCALHOST_POLICY),
             config_schema=MIRRORS_SCHEMA,
         )
     )
