@@ -13,7 +13,14 @@ from components.namespaces import RunnerNamespaces, RunnerNamespacesArgs
 from components.network import NetworkIsolation, NetworkIsolationArgs
 from components.preview_access import PreviewAccess, PreviewAccessArgs
 from components.providers import build_providers
-from components.push_identity import GitlabOidcProvider, GitlabOidcProviderArgs, PushIdentity, PushIdentityArgs, iam_name
+from components.push_identity import (
+    GitlabOidcProvider,
+    GitlabOidcProviderArgs,
+    PushIdentity,
+    PushIdentityArgs,
+    existing_oidc_provider_arn,
+    iam_name,
+)
 from components.rbac import RunnerRbac, RunnerRbacArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.runner import GitlabRunner, GitlabRunnerArgs
@@ -22,6 +29,12 @@ from components.runner import GitlabRunner, GitlabRunnerArgs
 def main() -> None:
     cfg = load_config()  # raises before any resource is registered
     providers = build_providers(cfg)
+    # An OIDC provider another stack owns is looked up first: a missing one fails before any resource.
+    needs_oidc = cfg.needs_oidc_provider()
+    owns_oidc = needs_oidc and cfg.credentials.oidc_provider == "create" and not cfg.credentials.oidc_provider_arn
+    existing_oidc_arn = (
+        existing_oidc_provider_arn(cfg.gitlab.url, cfg.credentials.oidc_provider_arn, providers.aws) if needs_oidc and not owns_oidc else None
+    )
     on_k8s = pulumi.ResourceOptions(providers=[providers.kubernetes])
     # ECR repositories and the push identity are stateful: protected where the config says (prod must).
     on_aws = pulumi.ResourceOptions(providers=[providers.aws], protect=cfg.registry.protect)
@@ -73,13 +86,8 @@ def main() -> None:
     registry = ImageRegistry("ecr", ImageRegistryArgs(cfg.registry, account), opts=on_aws)
 
     # One GitLab OIDC provider for every role ID tokens assume (push roles, the preview role).
-    needs_oidc = cfg.credentials.mode == "oidc" or cfg.preview.project_path is not None
-    oidc = (
-        GitlabOidcProvider("gitlab-oidc", GitlabOidcProviderArgs(cfg.gitlab.url, cfg.gitlab.host), account, opts=on_aws)
-        if needs_oidc and not cfg.credentials.oidc_provider_arn
-        else None
-    )
-    oidc_arn = oidc.arn if oidc else cfg.credentials.oidc_provider_arn
+    oidc = GitlabOidcProvider("gitlab-oidc", GitlabOidcProviderArgs(cfg.gitlab.url, cfg.gitlab.host), account, opts=on_aws) if owns_oidc else None
+    oidc_arn = oidc.arn if oidc else existing_oidc_arn
 
     # One push identity, cache repository and set of CI/CD variables per GitLab project.
     identity_names = {}

@@ -13,7 +13,7 @@ import pulumi_aws as aws
 
 from .aws_account import AwsAccount, repository_arn
 from .aws_documents import gitlab_trust_policy, push_policy, to_json
-from .config import CredentialsConfig, OidcSubject
+from .config import ConfigError, CredentialsConfig, OidcSubject
 from .marks import PROJECT, component_type
 
 IAM_NAME_LIMIT = 64  # IAM user and role names
@@ -54,6 +54,25 @@ class GitlabOidcProvider(pulumi.ComponentResource):
         # Known at preview (unlike provider.arn): the fail-closed trust checks read it.
         self.arn = account.iam_arn(f"oidc-provider/{args.gitlab_host}")
         self.register_outputs({"arn": self.arn})
+
+
+def existing_oidc_provider_arn(gitlab_url: str, arn: str | None, provider: aws.Provider) -> str:
+    """The ARN of an IAM OIDC provider another stack owns, looked up now (before any resource), by
+    ARN or by gitlab.url. AWS allows one provider per URL per account, so stacks sharing an account
+    share it; a missing one is a clear error instead of roles that can never be assumed.
+
+    Ref: https://www.pulumi.com/registry/packages/aws/api-docs/iam/getopenidconnectprovider/
+    """
+    try:
+        found = aws.iam.get_open_id_connect_provider(arn=arn, url=None if arn else gitlab_url, opts=pulumi.InvokeOptions(provider=provider))
+    except Exception as exc:  # the provider's error, whatever its type: said once, without a traceback
+        key, value = ("credentials.oidcProviderArn", arn) if arn else ("credentials.oidcProvider", "existing")
+        raise ConfigError(
+            f"invalid stack configuration:\n  {PROJECT}:{key} = {value!r}: no IAM OIDC provider for {gitlab_url} "
+            f"{'with that ARN ' if arn else ''}in this stack's AWS account ({exc}); deploy the stack that owns it "
+            "(credentials.oidcProvider 'create') first, or set credentials.oidcProvider to 'create' here"
+        ) from None
+    return str(found.arn)
 
 
 @dataclass(frozen=True)

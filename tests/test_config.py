@@ -195,6 +195,23 @@ def test_config_is_frozen() -> None:
             r"credentials\.oidcProviderArn = \"gitlab\": must be an AWS ARN",
         ),
         (
+            {"credentials": {"oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/gitlab.other.example"}, "preview": {"projectPath": "a/b"}},
+            r"credentials\.oidcProviderArn = \"arn:aws:iam::123456789012:oidc-provider/gitlab.other.example\": must be the IAM OIDC "
+            r"provider of gitlab.url's host: arn:<partition>:iam::<account>:oidc-provider/gitlab.example.com",
+        ),
+        (
+            {"credentials": {"oidcProviderArn": "arn:aws:iam::123456789012:role/gitlab.example.com"}, "preview": {"projectPath": "a/b"}},
+            r"credentials\.oidcProviderArn = .*: must be the IAM OIDC provider of gitlab.url's host",
+        ),
+        (
+            {"credentials": {"oidcProvider": "existing"}},
+            r"credentials\.oidcProvider = \"existing\": is not used: only credentials.mode 'oidc' or preview.projectPath exchange ID tokens",
+        ),
+        (
+            {"credentials": {"oidcProvider": "elsewhere"}},
+            r"credentials\.oidcProvider = \"elsewhere\": Input should be 'create' or 'existing'",
+        ),
+        (
             {"credentials": {"mode": "oidc", "oidcSubjects": [{"projectPath": "a b", "ref": "main"}]}},
             r"oidcSubjects\.0\.projectPath = \"a b\": must be a GitLab path",
         ),

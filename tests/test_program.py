@@ -16,6 +16,7 @@ from verify.harness import (
     RecordingMonitor,
     StackMocks,
     run_program,
+    run_stack,
 )
 
 STACK = "urn:pulumi:dev::gitlab-buildkit-runner::pulumi:pulumi:Stack::gitlab-buildkit-runner-dev"
@@ -291,6 +292,33 @@ def test_existing_oidc_provider_is_reused() -> None:
     run = run_program(make_config(credentials={"mode": "oidc", "oidcProviderArn": arn, "oidcSubjects": OIDC_SUBJECTS}))
     assert run.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == []
     assert all(arn in r.inputs["assumeRolePolicy"] for r in run.of_type("aws:iam/role:Role"))
+
+
+def test_an_oidc_provider_another_stack_owns_is_looked_up_by_url_not_created() -> None:
+    # AWS allows one IAM OIDC provider per URL per account: the second stack of an account finds it.
+    run = run_program(make_config(credentials={"oidcProvider": "existing"}, preview={"projectPath": "acme/gitlab-buildkit-runner"}))
+    assert run.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == []
+    (role,) = run.of_type("aws:iam/role:Role")
+    assert "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com" in role.inputs["assumeRolePolicy"]
+
+
+def test_a_missing_existing_oidc_provider_fails_before_any_resource_with_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        run_program(
+            make_config(credentials={"oidcProvider": "existing"}, preview={"projectPath": "acme/gitlab-buildkit-runner"}),
+            oidc_providers=False,
+        )
+    message = str(caught.value)
+    assert "credentials.oidcProvider = 'existing': no IAM OIDC provider for https://gitlab.example.com" in message
+    assert "deploy the stack that owns it (credentials.oidcProvider 'create') first" in message
+
+
+def test_the_shipped_stacks_create_the_account_oidc_provider_once() -> None:
+    # dev owns it; staging and prod (same account in the shipped files) look it up.
+    owners = [
+        stack for stack in ("dev", "staging", "prod") if run_stack(stack).of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    ]
+    assert owners == ["dev"]
 
 
 def test_key_rotation_slots() -> None:

@@ -25,8 +25,8 @@ def pack() -> Iterator[PolicyPack]:
         yield running
 
 
-def test_repo_has_the_three_environments() -> None:
-    assert stacks_in_repo() == ["dev", "prod", "staging"]
+def test_repo_has_the_three_environments_and_the_demo_stack() -> None:
+    assert stacks_in_repo() == ["dev", "local", "prod", "staging"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])

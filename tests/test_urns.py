@@ -77,7 +77,7 @@ def test_the_upgrade_to_per_project_identities_keeps_every_application_repositor
 
 
 def test_the_oidc_provider_moves_by_alias_not_replacement() -> None:
-    run = run_stack("staging")
+    run = run_stack("dev")  # the shipped stack that owns the account's provider
     provider = run.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
-    old = "urn:pulumi:staging::gitlab-buildkit-runner::gitlab-buildkit-runner:credentials:PushIdentity$aws:iam/openIdConnectProvider:OpenIdConnectProvider::push-gitlab"
+    old = "urn:pulumi:dev::gitlab-buildkit-runner::gitlab-buildkit-runner:credentials:PushIdentity$aws:iam/openIdConnectProvider:OpenIdConnectProvider::push-gitlab"
     assert provider.aliases == [old]

@@ -101,8 +101,10 @@ def _secret_paths(value: Any, path: str):
 class StackMocks(Mocks):
     """Computed outputs the real providers would return, shaped like theirs."""
 
-    def __init__(self, region: str, preview: bool = False) -> None:
+    def __init__(self, region: str, preview: bool = False, oidc_providers: bool = True) -> None:
         self.region = region
+        # Whether the account holds an IAM OIDC provider for any URL (credentials.oidcProvider 'existing').
+        self.oidc_providers = oidc_providers
         # In a first `pulumi preview` nothing exists yet: providers return no computed outputs, so
         # everything derived from them (ARNs, URLs, ids, tokens) is unknown to the program.
         self.preview = preview
@@ -139,6 +141,12 @@ class StackMocks(Mocks):
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDAMOCK", "id": ACCOUNT}
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsPrefix": "com.amazonaws", "id": "aws"}
+        if args.token == "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider":
+            if not self.oidc_providers:  # the data source's failure when nothing matches, as the engine returns it
+                return {}, [("url", "reading IAM OIDC Provider: couldn't find resource")]  # type: ignore[return-value]
+            # An existing provider (credentials.oidcProvider 'existing'): found by ARN, or by URL in ACCOUNT.
+            arn = args.args.get("arn") or f"arn:aws:iam::{ACCOUNT}:oidc-provider/{str(args.args.get('url')).removeprefix('https://')}"
+            return {"arn": arn, "url": arn.split("oidc-provider/")[-1], "clientIdLists": [], "thumbprintLists": [], "tags": {}, "id": arn}
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
@@ -256,6 +264,7 @@ def run_program(
     other_config: Mapping[str, str] | None = None,
     monitor: RecordingMonitor | None = None,
     preview: bool = False,
+    oidc_providers: bool = True,
 ) -> ProgramRun:
     """Run __main__.main() with this project config; returns every registration and the stack outputs."""
     flat = {f"{PROJECT}:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in config.items()}
@@ -266,7 +275,7 @@ def run_program(
     flat.update(other_config or {})
     runtime_config.set_all_config(flat, secret_keys)
     region = (config.get("registry") or {}).get("region", "eu-west-1")
-    mocks = StackMocks(region, preview=preview)
+    mocks = StackMocks(region, preview=preview, oidc_providers=oidc_providers)
     monitor = monitor or RecordingMonitor(mocks)
     runtime_settings.ROOT.set(None)  # a fresh root stack per run, so exports do not leak between runs
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)

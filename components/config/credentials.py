@@ -11,6 +11,7 @@ from .base import ConfigModel
 from .fields import Arn, GitlabPath, matching
 
 CredentialsMode = Literal["access-key", "oidc"]
+OidcProviderSource = Literal["create", "existing"]
 KeySlot = Literal["blue", "green"]
 
 
@@ -34,9 +35,12 @@ class CredentialsConfig(ConfigModel):
     """Access keys that exist (1 or 2 of 'blue', 'green'); two during a rotation."""
     active_access_key: KeySlot = "blue"
     """The slot the CI variables point at."""
-    # oidc mode
+    # The IAM OIDC provider that ID tokens are checked against (oidc mode, and previews in any mode).
+    oidc_provider: OidcProviderSource = "create"
+    """'create' (this stack owns the account's IAM OIDC provider for gitlab.url) or 'existing' (another
+    stack in the same account owns it: looked up by gitlab.url; AWS allows one per URL per account)."""
     oidc_provider_arn: Arn | None = None
-    """Existing IAM OIDC provider for the GitLab host; unset creates one."""
+    """An existing IAM OIDC provider by ARN (implies 'existing'); it must name gitlab.url's host."""
     oidc_subjects: list[OidcSubject] = []
     """Refs of the applications' projects allowed to assume that project's push role (exact and
     protected outside dev)."""
@@ -48,8 +52,8 @@ class CredentialsConfig(ConfigModel):
                 raise ValueError(f"accessKeySlots {self.access_key_slots} must name 1 or 2 distinct slots")
             if self.active_access_key not in self.access_key_slots:
                 raise ValueError(f"activeAccessKey {self.active_access_key!r} is not one of accessKeySlots {self.access_key_slots}")
-            if self.oidc_subjects or self.oidc_provider_arn:
-                raise ValueError("oidcSubjects/oidcProviderArn are only allowed with mode 'oidc'")
+            if self.oidc_subjects:
+                raise ValueError("oidcSubjects are only allowed with mode 'oidc'")
         elif not self.oidc_subjects:
             raise ValueError("mode 'oidc' needs at least one entry in oidcSubjects (the refs allowed to push)")
         return self

@@ -13,6 +13,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pulumi.errors import RunError
 from pydantic import ValidationError
 
 from ..marks import PROJECT
@@ -31,8 +32,13 @@ REDACTED = "[secret]"
 _SECRET_LIKE = re.compile(r"gl[a-z]{1,5}-[A-Za-z0-9_-]{8,}|(?:AKIA|ASIA)[A-Z0-9]{16}|(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 
 
-class ConfigError(Exception):
-    """Invalid stack configuration. The message is meant for the person running `pulumi up`."""
+class ConfigError(RunError):
+    """Invalid stack configuration. The message is meant for the person running `pulumi up`.
+
+    A `pulumi.RunError`: the language host prints its message alone, with no traceback and no program
+    source (an unhandled exception of any other type gets both).
+    Ref: https://github.com/pulumi/pulumi/blob/v3.272.0/sdk/python/lib/pulumi/errors.py
+    """
 
 
 def redact(text: str) -> str:

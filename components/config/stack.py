@@ -85,6 +85,32 @@ class StackConfig(ConfigModel):
                     )
         return self
 
+    def needs_oidc_provider(self) -> bool:
+        """ID tokens are exchanged for AWS roles: push roles (oidc mode) or the preview role."""
+        return self.credentials.mode == "oidc" or self.preview.project_path is not None
+
+    @model_validator(mode="after")
+    def _oidc_provider_is_used_and_names_the_gitlab_host(self) -> StackConfig:
+        creds = self.credentials
+        chosen = "oidcProviderArn" if creds.oidc_provider_arn else "oidcProvider" if creds.oidc_provider != "create" else None
+        if chosen and not self.needs_oidc_provider():
+            value = creds.oidc_provider_arn or creds.oidc_provider
+            raise RuleViolation(
+                f"credentials.{chosen}", value, "is not used: only credentials.mode 'oidc' or preview.projectPath exchange ID tokens for roles"
+            )
+        arn = creds.oidc_provider_arn
+        if arn is not None:
+            resource = arn.split(":", 5)[-1]
+            account = arn.split(":")[4] if arn.count(":") >= 5 else ""
+            if not arn.startswith("arn:aws") or ":iam::" not in arn or resource != f"oidc-provider/{self.gitlab.host}" or not account.isdigit():
+                raise RuleViolation(
+                    "credentials.oidcProviderArn",
+                    arn,
+                    f"must be the IAM OIDC provider of gitlab.url's host: arn:<partition>:iam::<account>:oidc-provider/{self.gitlab.host} "
+                    "(a provider for another host never accepts this GitLab's ID tokens)",
+                )
+        return self
+
     @model_validator(mode="after")
     def _oidc_issuer_has_no_port(self) -> StackConfig:
         if self.credentials.mode == "oidc" and ":" in self.gitlab.url.removeprefix("https://"):
