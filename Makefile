@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck synth bench bench-build build-host docs urns tools e2e check clean ci-local node-bootstrap
+.PHONY: venv test lint typecheck synth bench bench-build build-host docs urns tools e2e check clean ci-local node-bootstrap demo demo-down
 
 venv: $(STAMP)
 
@@ -67,6 +67,15 @@ tools: venv
 ## build-host: as root, prepare this machine for rootless builds (Debian packages, subuid/subgid range of the build user)
 build-host:
 	bash e2e/build-host.sh
+
+## demo: the main job on this machine: the real `pulumi up` of stack `local` (Pulumi.local.yaml) against a
+## local control plane and stand-ins for AWS and GitLab; builds what is missing first (about 30 min cold)
+demo: venv
+	$(PY) -m e2e.demo up
+
+## demo-down: stop every process `make demo` started and remove its files (build/demo)
+demo-down: venv
+	$(PY) -m e2e.demo down
 
 ## e2e: the real-components tier (a local control plane on 127.0.0.1); builds the tools first
 e2e: tools

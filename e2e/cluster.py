@@ -1,7 +1,10 @@
 """A real Kubernetes control plane on 127.0.0.1 for tests: etcd, kube-apiserver (with the admission
 plugins a cluster runs: NamespaceLifecycle, LimitRanger, ServiceAccount, PodSecurity, ResourceQuota)
-and kube-controller-manager (the quota and namespace controllers). No kubelet: pods are admitted
-and stay Pending, which is what admission, LimitRange defaulting and quota accounting need.
+and kube-controller-manager (quota, namespace, Deployment, ReplicaSet and garbage-collector
+controllers). No kubelet: without nodes, pods are admitted and stay Pending, which is what admission,
+LimitRange defaulting and quota accounting need. With `nodes`, kube-scheduler binds pods to fake
+nodes that kwok runs (Running and Ready, no containers), so a Helm release can wait for its
+Deployment as on a real cluster.
 
 Started and stopped by the tests (a pytest fixture); every process is stopped, and its port freed,
 even when a test fails. Logs go to build/e2e/<run>/ and their tail is shown when startup fails.
@@ -28,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .tools import Tool, ensure
 
 ADMISSION = "NamespaceLifecycle,LimitRanger,ServiceAccount,PodSecurity,ResourceQuota"
+# The annotation kwok manages nodes by (its documented selector).
+KWOK_NODE = "kwok.x-k8s.io/node"
 
 
 class ClusterError(RuntimeError):
@@ -53,6 +58,8 @@ class LocalCluster:
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     url: str = ""
     token: str = field(default_factory=lambda: secrets.token_hex(16))
+    # Fake nodes (name -> labels) that kube-scheduler and kwok make schedulable; none: pods stay Pending.
+    nodes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def _start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("wb")
@@ -66,7 +73,7 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        tools = ensure(["etcd", "kubernetes"])
+        tools = ensure(["etcd", "kubernetes", *(["kwok"] if self.nodes else [])])
         etcd, kube = tools["etcd"], tools["kubernetes"]
         client, peer, api = free_port(), free_port(), free_port()
         self._start(
@@ -116,14 +123,66 @@ class LocalCluster:
             [
                 str(kube.binary("kube-controller-manager")),
                 "--kubeconfig", str(kubeconfig),
-                "--controllers", "resourcequota,namespace,serviceaccount",
+                "--controllers", "resourcequota,namespace,serviceaccount,deployment,replicaset,garbagecollector",
                 "--leader-elect=false",
                 "--bind-address", "127.0.0.1",
                 "--secure-port", str(free_port()),
                 "--use-service-account-credentials=false",
             ],
         )  # fmt: skip
+        if self.nodes:
+            self._start_nodes(tools["kwok"], kube, kubeconfig)
         return self
+
+    def _start_nodes(self, kwok: Tool, kube: Tool, kubeconfig: Path) -> None:
+        self._start(
+            "kube-scheduler",
+            [
+                str(kube.binary("kube-scheduler")),
+                "--kubeconfig", str(kubeconfig),
+                "--leader-elect=false",
+                "--bind-address", "127.0.0.1",
+                "--secure-port", str(free_port()),
+            ],
+        )  # fmt: skip
+        stages = self.workdir / "kwok-stages.yaml"
+        stages.write_text("\n---\n".join(kwok.binary(f).read_text() for f in kwok.spec["files"]))
+        self._start(
+            "kwok",
+            [
+                str(kwok.binary("kwok")),
+                "--kubeconfig", str(kubeconfig),
+                "--config", str(stages),
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector", f"{KWOK_NODE}=fake",
+                "--server-address", f"127.0.0.1:{free_port()}",
+                "--node-ip", "127.0.0.1",
+                "--cidr", "10.244.0.0/16",
+            ],
+        )  # fmt: skip
+        for name, labels in self.nodes.items():
+            self.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}, "annotations": {KWOK_NODE: "fake"}},
+                    "status": {"capacity": {"cpu": "32", "memory": "128Gi", "ephemeral-storage": "1Ti", "pods": "110"}},
+                }
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            items = self.request("GET", "/api/v1/nodes").get("items", [])
+            ready = [n for n in items if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))]
+            if len(ready) == len(self.nodes):
+                # The apiserver's NodeTaint admission registers every node with the not-ready taint, and
+                # only the node-lifecycle controller (not run here: it would evict on kwok's heartbeat
+                # gaps) takes it off once the node is Ready: taken off here instead.
+                for node in ready:
+                    node["spec"]["taints"] = [t for t in node["spec"].get("taints", []) if t["key"] != "node.kubernetes.io/not-ready"]
+                    self.request("PUT", f"/api/v1/nodes/{node['metadata']['name']}", node)
+                return
+            time.sleep(0.5)
+        raise ClusterError(f"kwok did not make the nodes Ready in 60s:\n{self._tail('kwok')}")
 
     def write_kubeconfig(self, path: Path, context: str = "e2e") -> Path:
         config = {
@@ -189,7 +248,7 @@ class LocalCluster:
         self.processes.clear()
 
 
-PLURALS = {"LimitRange": "limitranges", "ResourceQuota": "resourcequotas", "NetworkPolicy": "networkpolicies"}
+PLURALS = {"LimitRange": "limitranges", "NetworkPolicy": "networkpolicies", "ResourceQuota": "resourcequotas"}
 
 
 def collection_path(manifest: dict[str, Any]) -> str:

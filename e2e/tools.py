@@ -72,17 +72,58 @@ def _run(tool: Tool, step: str, command: list[str], cwd: Path, env: dict[str, st
         raise ToolError(f"{tool.name} {tool.version}: `{' '.join(command)}` failed (exit {result.returncode}); {log}:\n{tail}")
 
 
+# What a cold build costs on this project's 2-core machine (README "Testing"): printed before it starts.
+EXPECTED = {
+    "kubernetes": " (cold: about 4 min)",
+    "pulumi": " (cold: about 7 min, 2.2 GiB)",
+    "pulumi-language-python": " (cold: about 2.5 min)",
+    "pulumi-kubernetes": " (cold: about 14 min, 4.6 GiB)",
+}
+
+
 def _go_env() -> dict[str, str]:
     return {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+
+
+def shared_dir() -> Path:
+    """The workspace's shared/ folder (beside the checkout, as in CI), or $GBR_SHARED_DIR."""
+    return Path(os.environ.get("GBR_SHARED_DIR") or ROOT.parent / "shared")
+
+
+def _upstream_module(tool: Tool, work: Path) -> None:
+    """An unmodified upstream module from shared/upstream/: copied, its sibling-folder replaces dropped
+    and the modules they pointed at required at the tool's own version (both are on the proxy)."""
+    source = shared_dir() / "upstream" / tool.spec["upstream"]
+    if not (source / "go.mod").is_file():
+        raise ToolError(
+            f"{tool.name} {tool.version}: its source is not at {source} (the workspace's shared/upstream/; "
+            "set GBR_SHARED_DIR to the folder that holds upstream/)"
+        )
+    for item in source.iterdir():
+        if item.is_file():
+            shutil.copyfile(item, work / item.name)
+    text = (work / "go.mod").read_text()
+    text = re.sub(r"^\s*(replace\s+)?[\w./-]+(\s+v\S+)?\s*=>\s*\.\.?/\S*\s*$", "", text, flags=re.MULTILINE)
+    for module in tool.spec.get("require", []):  # its own requirement lines, moved to the tool's version
+        text, count = re.subn(rf"^(\s*(?:require\s+)?{re.escape(module)}\s+)v\S+", rf"\g<1>{tool.version}", text, flags=re.MULTILINE)
+        if count != 1:
+            raise ToolError(f"{tool.name} {tool.version}: {source / 'go.mod'} does not require {module} exactly once")
+    (work / "go.mod").write_text(text)
 
 
 def _wrapper(tool: Tool) -> Path:
     """The wrapper module: requires the tool at its version, with the replaces its build needs."""
     work = tool.home / "module"
+    shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     spec = tool.spec
+    if "upstream" in spec:
+        _upstream_module(tool, work)
+        return work
     lines = ["module example.com/gbr-tools", "", "go 1.24.0", "", f"require {spec['module']} {tool.version}"]
     lines += [f"require {pin} {tool.version}" for pin in spec.get("pin", [])]
+    lines += [f"require {module} {version}" for module, version in spec.get("pin_versions", {}).items()]
+    lines += [f"replace {line}" for line in spec.get("replace", [])]
     if "staging_version" in spec:
         url = f"{PROXY}/{spec['module']}/@v/{tool.version}.mod"
         try:
@@ -98,6 +139,8 @@ def _wrapper(tool: Tool) -> Path:
     if "source" in spec:  # a main of ours, in this repository, built against the pinned module
         for go_file in (ROOT / spec["source"]).glob("*.go"):
             shutil.copyfile(go_file, work / go_file.name)
+        for name in spec.get("embed", {}):  # placeholders until the module is resolved (see build)
+            (work / name).write_text("{}")
     elif "main" in spec:  # a package whose Main(os.Args) is the CLI
         (work / "main.go").write_text(
             f'package main\n\nimport (\n\t"os"\n\n\t"{spec["module"]}/{spec["main"]}"\n)\n\nfunc main() {{ {spec["main"]}.Main(os.Args) }}\n'
@@ -108,39 +151,60 @@ def _wrapper(tool: Tool) -> Path:
     return work
 
 
+def _module_dir(tool: Tool, work: Path, env: dict[str, str]) -> Path:
+    found = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", tool.spec["module"]], cwd=work, env=env, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if not found:
+        raise ToolError(f"{tool.name} {tool.version}: module {tool.spec['module']} not found after go mod tidy")
+    return Path(found)
+
+
+def _ldflags(tool: Tool) -> str:
+    major, minor = tool.version.lstrip("v").split(".")[:2]
+    fields = {"version": tool.version, "major": major, "minor": minor, "release": tool.spec.get("release", tool.version)}
+    return " ".join(flag.format(**fields) for flag in tool.spec.get("ldflags", []))
+
+
 def build(tool: Tool) -> None:
     started = time.monotonic()
-    print(f">> {tool.name} {tool.version}: building into {tool.home}", flush=True)
+    print(f">> {tool.name} {tool.version}: building into {tool.home}{EXPECTED.get(tool.name, '')}", flush=True)
     tool.home.mkdir(parents=True, exist_ok=True)
     work = _wrapper(tool)
     env = _go_env()
     print("   resolving modules (go mod tidy)", flush=True)
     _run(tool, "tidy", ["go", "mod", "tidy"], work, env)
+    for name, source in tool.spec.get("embed", {}).items():
+        path = _module_dir(tool, work, env) / source
+        if not path.is_file():
+            raise ToolError(f"{tool.name} {tool.version}: {source} is not in the module")
+        shutil.copyfile(path, work / name)
     (tool.home / "bin").mkdir(exist_ok=True)
-    if "main" in tool.spec or "source" in tool.spec:
+    ldflags = _ldflags(tool)
+    if "main" in tool.spec or "source" in tool.spec or "upstream" in tool.spec:
         print(f"   compiling {tool.spec['binaries'][0]}", flush=True)
-        _run(tool, "build", ["go", "build", "-trimpath", "-o", str(tool.binary(tool.spec["binaries"][0])), "."], work, env)
+        _run(tool, "build", ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tool.binary(tool.spec["binaries"][0])), "."], work, env)
     else:
-        major, minor = tool.version.lstrip("v").split(".")[:2]
-        ldflags = " ".join(flag.format(version=tool.version, major=major, minor=minor) for flag in tool.spec.get("ldflags", []))
         packages = [f"{tool.spec['module']}/{p}" for p in tool.spec["packages"]]
         print(f"   compiling {', '.join(b for b in tool.spec['binaries'] if b not in tool.spec.get('files', {}))}", flush=True)
         _run(tool, "build", ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tool.home / "bin") + "/", *packages], work, env)
     for name, source in tool.spec.get("files", {}).items():
-        module_dir = subprocess.run(
-            ["go", "list", "-m", "-f", "{{.Dir}}", tool.spec["module"]], cwd=work, env=env, capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if not module_dir or not (Path(module_dir) / source).is_file():
-            raise ToolError(f"{tool.name} {tool.version}: {source} is not in the module ({module_dir or 'not found'})")
-        shutil.copyfile(Path(module_dir) / source, tool.binary(name))
+        origin = (work if "upstream" in tool.spec else _module_dir(tool, work, env)) / source
+        if not origin.is_file():
+            raise ToolError(f"{tool.name} {tool.version}: {source} is not in the module ({origin.parent})")
+        shutil.copyfile(origin, tool.binary(name))
         tool.binary(name).chmod(0o755)
     shutil.rmtree(work, ignore_errors=True)
     print(f"   done in {time.monotonic() - started:.0f}s", flush=True)
 
 
 def version_of(tool: Tool, binary: str) -> str:
+    if "upstream" in tool.spec:
+        return f"built from the unmodified {tool.spec['upstream']} source against pkg/sdk {tool.version}"
     if binary in tool.spec.get("files", {}):
         return f"copied from {tool.spec['module']}@{tool.version}/{tool.spec['files'][binary]}"
+    if "source" in tool.spec and "release" in tool.spec:
+        return f"{tool.spec['release']} (built from {tool.spec['source']} against {tool.spec['module']}@{tool.version})"
     if "source" in tool.spec:
         return f"built from {tool.spec['source']} against {tool.spec['module']}@{tool.version}"
     result = subprocess.run(

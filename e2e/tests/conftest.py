@@ -12,8 +12,17 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from e2e.build_job import BuildSession, fixture_config  # noqa: E402
+from e2e.build_job import BuildSession, HostError, check_host, fixture_config  # noqa: E402
 from e2e.cluster import LocalCluster  # noqa: E402
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A machine that cannot run rootless builds stops the tier once, with one message naming every
+    missing piece and `make build-host`, instead of one error per test."""
+    try:
+        check_host()
+    except HostError as exc:
+        pytest.exit(f"e2e tier stopped: {exc}", returncode=1)
 
 
 @pytest.fixture(scope="module")
