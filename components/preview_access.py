@@ -20,6 +20,14 @@ from .marks import MANAGED_BY, component_type
 from .rbac_documents import PREVIEW_CLUSTER_RULES, PREVIEW_NAMESPACED_RULES, preview_rules
 
 
+PREVIEW_RBAC_NAME = "gitlab-buildkit-runner-preview"
+
+
+def cluster_scoped_name(manager_namespace: str) -> str:
+    """The preview ClusterRole/ClusterRoleBinding name of the stack whose manager lives there."""
+    return f"{PREVIEW_RBAC_NAME}-{manager_namespace}"
+
+
 @dataclass(frozen=True)
 class PreviewAccessArgs:
     preview: PreviewConfig
@@ -84,27 +92,31 @@ class PreviewAccess(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=on_k8s,
         )
+        # Cluster-scoped names are per stack (its manager namespace is unique in the cluster): two stacks
+        # in one cluster (dev and staging, say) would otherwise write one ClusterRoleBinding, and the
+        # first destroy would take the other's preview access away (found by the real-engine tier).
+        cluster_name = cluster_scoped_name(args.manager_namespace)
         cluster_role = k8s.rbac.v1.ClusterRole(
             f"{name}-namespaces",
-            metadata={"name": "gitlab-buildkit-runner-preview", "labels": MANAGED_BY},
+            metadata={"name": cluster_name, "labels": MANAGED_BY},
             rules=cast(Any, preview_rules(PREVIEW_CLUSTER_RULES)),
             opts=on_k8s,
         )
         k8s.rbac.v1.ClusterRoleBinding(
             f"{name}-namespaces",
-            metadata=cast(Any, {"name": "gitlab-buildkit-runner-preview", "labels": MANAGED_BY}),
-            role_ref=cast(Any, {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gitlab-buildkit-runner-preview"}),
+            metadata=cast(Any, {"name": cluster_name, "labels": MANAGED_BY}),
+            role_ref=cast(Any, {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name}),
             subjects=[account_ref],
             opts=pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider, depends_on=[cluster_role]),
         )
         for suffix, namespace in (("manager", args.manager_namespace), ("jobs", args.job_namespace)):
-            meta: Any = {"name": "gitlab-buildkit-runner-preview", "namespace": namespace, "labels": MANAGED_BY}
+            meta: Any = {"name": PREVIEW_RBAC_NAME, "namespace": namespace, "labels": MANAGED_BY}
             rules = cast(Any, preview_rules(PREVIEW_NAMESPACED_RULES))
             role_resource = k8s.rbac.v1.Role(f"{name}-{suffix}", metadata=meta, rules=rules, opts=on_k8s)
             k8s.rbac.v1.RoleBinding(
                 f"{name}-{suffix}",
                 metadata=meta,
-                role_ref=cast(Any, {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gitlab-buildkit-runner-preview"}),
+                role_ref=cast(Any, {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": PREVIEW_RBAC_NAME}),
                 subjects=[account_ref],
                 opts=pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider, depends_on=[role_resource]),
             )

@@ -206,6 +206,17 @@ def test_pipeline_structure() -> None:
         assert "id_tokens" not in pipeline[job] and pipeline[job]["extends"] == ".python"
 
 
+def test_a_job_that_writes_an_event_log_enables_the_flag() -> None:
+    """The pinned CLI registers `--event-log` only under PULUMI_DEBUG_COMMANDS (pkg/cmd/pulumi/operations
+    v3.274.0): without it the preview job dies with `unknown flag: --event-log`. Proven against the real
+    CLI in e2e/tests/test_engine.py; here every job that passes the flag must set the variable."""
+    pipeline = yaml.safe_load(PIPELINE.read_text())
+    users = [name for name, job in pipeline.items() if isinstance(job, dict) and "--event-log" in "\n".join(job.get("script") or [])]
+    assert users == ["preview"]
+    for name in users:
+        assert str((pipeline[name].get("variables") or {}).get("PULUMI_DEBUG_COMMANDS")).lower() == "true", name
+
+
 def test_template_runs_only_where_its_credentials_exist_by_default() -> None:
     """Regression: the job joined every pipeline and failed (or waited) without the protected credentials."""
     job = included_jobs(app="web")["build-image-web"]

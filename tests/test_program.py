@@ -476,3 +476,24 @@ def test_a_secret_config_value_is_never_echoed_in_an_error() -> None:
     assert "gitlab-buildkit-runner:runner.description = [secret]" in str(caught.value)
     assert "internal-codename" not in str(caught.value)
     assert monitor.registrations == {}
+
+
+CLUSTER_SCOPED = ("ClusterRole", "ClusterRoleBinding")
+
+
+def test_cluster_scoped_objects_are_named_per_stack() -> None:
+    """Two stacks in one cluster (each with its own namespaces) must not write one cluster-scoped object:
+    the second would take it over and the first destroy would delete it (found under the real engine)."""
+    names = {}
+    for manager in ("dev-runner", "staging-runner"):
+        run = run_program(
+            make_config(
+                kubernetes={"managerNamespace": manager, "jobNamespace": f"{manager}-jobs"},
+                preview={"projectPath": "acme/gitlab-buildkit-runner"},
+            )
+        )
+        found = [r for r in run.resources if r.type.split(":")[-1] in CLUSTER_SCOPED and r.type.startswith("kubernetes:")]
+        assert {r.type.split(":")[-1] for r in found} == set(CLUSTER_SCOPED)
+        names[manager] = {r.inputs["metadata"]["name"] for r in found}
+        assert names[manager] == {f"gitlab-buildkit-runner-preview-{manager}"}
+    assert not names["dev-runner"] & names["staging-runner"]
