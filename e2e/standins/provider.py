@@ -229,7 +229,10 @@ def serve(provider: StandinProvider) -> None:
     log = os.environ.get("GBR_STANDIN_LOG")
     if log:
         sys.stderr = open(log, "a")  # noqa: SIM115 - the plugin's lifetime
-    server.wait_for_termination()
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:  # the engine ends its plugins with SIGINT
+        server.stop(grace=None)
 
 
 def _logging(provider: StandinProvider) -> StandinProvider:

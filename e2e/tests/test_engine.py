@@ -68,6 +68,11 @@ def resources_of(state: dict[str, Any], type_token: str) -> list[dict[str, Any]]
     return [r for r in state["deployment"].get("resources") or [] if r["type"] == type_token]
 
 
+def revealed_value(value: Any) -> Any:
+    """A secret as `stack export --show-secrets` writes it: {<sig>: <secret>, "plaintext": "<JSON>"}."""
+    return json.loads(value["plaintext"]) if isinstance(value, dict) and "plaintext" in value else value
+
+
 def set_stack_config(project: Path, stack: str, section: str, **values: Any) -> None:
     path = project / f"Pulumi.{stack}.yaml"
     document = yaml.safe_load(path.read_text())
@@ -145,11 +150,14 @@ def test_a_real_preview_diff_renders_in_the_merge_request_note(platform: LocalPl
     original = (project / "Pulumi.dev.yaml").read_text()
     set_stack_config(project, "dev", "runner", concurrent=6)
     events = platform.workdir / "preview-events.jsonl"
+    preview = ["preview", "--diff", "--event-log", str(events), "--policy-pack", str(project / "policies"), "--policy-pack-config", str(platform.policy_config())]
+    # The preview job's own variables: the CLI has `--event-log` only with PULUMI_DEBUG_COMMANDS set.
+    job = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())["preview"]
+    job_env = {k: str(v) for k, v in job["variables"].items() if k.startswith("PULUMI_")}
     try:
-        result = platform.pulumi(
-            "preview", "--diff", "--event-log", str(events), "--policy-pack", str(project / "policies"),
-            "--policy-pack-config", str(platform.policy_config()), project=project, stack="dev",
-        )  # fmt: skip
+        refused = platform.pulumi(*preview, project=project, stack="dev", check=False, env={"PULUMI_DEBUG_COMMANDS": "false"})
+        assert "unknown flag: --event-log" in refused.stderr
+        result = platform.pulumi(*preview, project=project, stack="dev", env=job_env)
     finally:
         (project / "Pulumi.dev.yaml").write_text(original)
     assert "concurrent" in result.stdout
@@ -222,8 +230,8 @@ def test_prod_job_pods_from_the_live_runner_config_are_admitted_and_fit_the_quot
 # --- d: no plaintext secret in state or outputs --------------------------------------------------------
 def test_no_secret_is_in_plain_state_outputs_or_cli_output(platform: LocalPlatform, project: Path, prod: dict[str, Any]) -> None:
     revealed = export(platform, project, "prod", show_secrets=True)
-    tokens = [r["outputs"]["token"] for r in resources_of(revealed, "gitlab:index/userRunner:UserRunner")]
-    keys = [r["outputs"]["secret"] for r in resources_of(revealed, "aws:iam/accessKey:AccessKey")]
+    tokens = [revealed_value(r["outputs"]["token"]) for r in resources_of(revealed, "gitlab:index/userRunner:UserRunner")]
+    keys = [revealed_value(r["outputs"]["secret"]) for r in resources_of(revealed, "aws:iam/accessKey:AccessKey")]
     assert tokens and all(t.startswith("glrt-") for t in tokens) and len(keys) == 3
     plain = json.dumps(export(platform, project, "prod")) + json.dumps(outputs(platform, project, "prod"))
     cli_output = (platform.workdir / "pulumi.log").read_text().replace(json.dumps(revealed), "")
