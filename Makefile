@@ -30,8 +30,10 @@ typecheck: venv
 synth: venv
 	$(PY) -m verify.synth --stack $(STACK)
 
+## bench: the program's cost under mocks (bench.run), then real `pulumi preview`s of 3, 10, 30 applications (bench.engine)
 bench: venv
 	$(PY) -m bench.run
+	$(PY) -m bench.engine
 
 ## bench-build: real rootless builds, BuildKit (the template) against Buildah; needs `make tools` and `make build-host`
 bench-build: tools

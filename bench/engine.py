@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.run import worker
 from bench.worker import fleet_config
 from e2e.platform import PROJECT, LocalPlatform
 
@@ -94,8 +95,19 @@ def run(repeat: int) -> dict[str, Any]:
             platform.new_stack(stack, config, project)
             platform.pulumi("preview", project=project, stack=stack, timeout=1800)  # warm: plugins loaded once, bytecode compiled
             runs = [timed_preview(platform, project, stack) for _ in range(repeat)]
-            results[str(apps)] = {"wall_s": stats([w for w, _ in runs]), "peak_rss_mib": stats([m for _, m in runs])}
-            print(f"  {apps} apps: {results[str(apps)]['wall_s']['median']:.1f}s, {results[str(apps)]['peak_rss_mib']['median']:.0f} MiB", flush=True)
+            # The same fleet under the mock harness (bench.worker, as `make bench` runs it), in this run.
+            mocked = [worker("--mode", "program", "--apps", str(apps), "--stacks", "dev") for _ in range(repeat)]
+            results[str(apps)] = {
+                "wall_s": stats([w for w, _ in runs]),
+                "peak_rss_mib": stats([m for _, m in runs]),
+                "mock_wall_s": stats([m["wall_s"] for m in mocked]),
+                "mock_peak_rss_mib": stats([m["peak_rss_mib"] for m in mocked]),
+                "resources": mocked[0]["resources"],
+            }
+            print(
+                f"  {apps} apps: {results[str(apps)]['wall_s']['median']:.1f}s, {results[str(apps)]['peak_rss_mib']['median']:.0f} MiB",
+                flush=True,
+            )
     finally:
         platform.stop()
     return results
@@ -109,11 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.repeat)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "engine.json").write_text(json.dumps(results, indent=2))
-    print("\n| applications | pulumi preview wall s median (min-max) | peak RSS of CLI + plugins + program MiB median (min-max) |")
-    print("|---|---|---|")
+    print(
+        "\n| applications | resources | real `pulumi preview` s | peak RSS, CLI + plugins + program MiB | mock harness s | mock peak RSS MiB | real / mock |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for apps, m in results.items():
-        w, r = m["wall_s"], m["peak_rss_mib"]
-        print(f"| {apps} | {w['median']:.1f} ({w['min']:.1f}-{w['max']:.1f}) | {r['median']:.0f} ({r['min']:.0f}-{r['max']:.0f}) |")
+        w, r, mw, mr = m["wall_s"], m["peak_rss_mib"], m["mock_wall_s"], m["mock_peak_rss_mib"]
+        print(
+            f"| {apps} | {m['resources']} | {w['median']:.1f} ({w['min']:.1f}-{w['max']:.1f}) | {r['median']:.0f} ({r['min']:.0f}-{r['max']:.0f}) "
+            f"| {mw['median']:.2f} ({mw['min']:.2f}-{mw['max']:.2f}) | {mr['median']:.0f} | {w['median'] / mw['median']:.1f}x |"
+        )
+    first, last = results[str(FLEETS[0])], results[str(FLEETS[-1])]
+    span = FLEETS[-1] - FLEETS[0]
+    print(
+        f"per extra application: real {(last['wall_s']['median'] - first['wall_s']['median']) / span * 1000:.0f} ms and "
+        f"{(last['peak_rss_mib']['median'] - first['peak_rss_mib']['median']) / span:.2f} MiB; mock "
+        f"{(last['mock_wall_s']['median'] - first['mock_wall_s']['median']) / span * 1000:.0f} ms"
+    )
     return 0
 
 

@@ -172,7 +172,9 @@ class LocalCluster:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             items = self.request("GET", "/api/v1/nodes").get("items", [])
-            ready = [n for n in items if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))]
+            ready = [
+                n for n in items if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+            ]
             if len(ready) == len(self.nodes):
                 # The apiserver's NodeTaint admission registers every node with the not-ready taint, and
                 # only the node-lifecycle controller (not run here: it would evict on kwok's heartbeat

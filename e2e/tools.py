@@ -183,7 +183,13 @@ def build(tool: Tool) -> None:
     ldflags = _ldflags(tool)
     if "main" in tool.spec or "source" in tool.spec or "upstream" in tool.spec:
         print(f"   compiling {tool.spec['binaries'][0]}", flush=True)
-        _run(tool, "build", ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tool.binary(tool.spec["binaries"][0])), "."], work, env)
+        _run(
+            tool,
+            "build",
+            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tool.binary(tool.spec["binaries"][0])), "."],
+            work,
+            env,
+        )
     else:
         packages = [f"{tool.spec['module']}/{p}" for p in tool.spec["packages"]]
         print(f"   compiling {', '.join(b for b in tool.spec['binaries'] if b not in tool.spec.get('files', {}))}", flush=True)

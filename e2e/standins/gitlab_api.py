@@ -137,7 +137,14 @@ def make_handler(state: GitlabState, token: str) -> type[BaseHTTPRequestHandler]
             table = state.data["variables"].setdefault(f"{kind}/{owner}", {})
             if method == "POST" and key is None:
                 # GitLab's defaults for what the request leaves out.
-                body = {"variable_type": "env_var", "protected": False, "masked": False, "raw": False, "environment_scope": "*", **self._body()}
+                body = {
+                    "variable_type": "env_var",
+                    "protected": False,
+                    "masked": False,
+                    "raw": False,
+                    "environment_scope": "*",
+                    **self._body(),
+                }
                 error = _variable_error(body)
                 if error:
                     return self._reply(400, {"message": {"value" if "value" in error else "key": [error]}})

@@ -71,7 +71,11 @@ def runner_read(ident: str, p: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def runner_update(ident: str, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
-    body = {api: news[name] for name, api in RUNNER_INPUTS.items() if name not in ("runnerType", "groupId", "projectId") and news.get(name) is not None}
+    body = {
+        api: news[name]
+        for name, api in RUNNER_INPUTS.items()
+        if name not in ("runnerType", "groupId", "projectId") and news.get(name) is not None
+    }
     _api(news["__config"], "PUT", f"runners/{ident}", body)
     return {"token": olds.get("token"), "tokenExpiresAt": olds.get("tokenExpiresAt", "")}
 
@@ -110,7 +114,11 @@ def _variables(owner_field: str, collection: str) -> ResourceType:
         return {name: found[api] for name, api in VARIABLE_INPUTS.items() if found.get(api) is not None}
 
     def update(ident: str, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
-        body = {api: news[name] for name, api in VARIABLE_INPUTS.items() if name not in ("key", "environmentScope") and news.get(name) is not None}
+        body = {
+            api: news[name]
+            for name, api in VARIABLE_INPUTS.items()
+            if name not in ("key", "environmentScope") and news.get(name) is not None
+        }
         _api(
             news["__config"],
             "PUT",

@@ -150,7 +150,16 @@ def test_a_real_preview_diff_renders_in_the_merge_request_note(platform: LocalPl
     original = (project / "Pulumi.dev.yaml").read_text()
     set_stack_config(project, "dev", "runner", concurrent=6)
     events = platform.workdir / "preview-events.jsonl"
-    preview = ["preview", "--diff", "--event-log", str(events), "--policy-pack", str(project / "policies"), "--policy-pack-config", str(platform.policy_config())]
+    preview = [
+        "preview",
+        "--diff",
+        "--event-log",
+        str(events),
+        "--policy-pack",
+        str(project / "policies"),
+        "--policy-pack-config",
+        str(platform.policy_config()),
+    ]
     # The preview job's own variables: the CLI has `--event-log` only with PULUMI_DEBUG_COMMANDS set.
     job = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())["preview"]
     job_env = {k: str(v) for k, v in job["variables"].items() if k.startswith("PULUMI_")}
