@@ -19,7 +19,6 @@ from .config import OidcSubject, PreviewConfig
 from .marks import MANAGED_BY, component_type
 from .rbac_documents import PREVIEW_CLUSTER_RULES, PREVIEW_NAMESPACED_RULES, preview_rules
 
-
 PREVIEW_RBAC_NAME = "gitlab-buildkit-runner-preview"
 
 
