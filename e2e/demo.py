@@ -29,7 +29,11 @@ def _env_script(platform: LocalPlatform, project: Path) -> Path:
     lines = [f"export {k}={shlex.quote(platform.env[k])}" for k in keep]
     lines.append(f"cd {shlex.quote(str(project))}")
     path = WORKDIR / "env.sh"
-    path.write_text("# source me: the demo's pulumi, kubeconfig and stand-in endpoints (make demo)\n" + "\n".join(lines) + "\n")
+    header = (
+        "# source me: the demo's pulumi and kubectl, its kubeconfig and the stand-ins' endpoints (make demo).\n"
+        "# GITLAB_TOKEN is the local GitLab API stand-in's own random token, not a GitLab credential.\n"
+    )
+    path.write_text(header + "\n".join(lines) + "\n")
     return path
 
 
@@ -70,9 +74,9 @@ def up() -> int:
     print("\nLook at it:")
     print(f"   source {env}")
     print(
-        f"   kubectl --kubeconfig $KUBECONFIG -n {outputs.get('managerNamespace')} get deploy,pods,secrets   # kwok nodes: pods Ready, no containers"
+        f"   kubectl -n {outputs.get('managerNamespace')} get deploy,pods,secrets   # kwok nodes: pods Ready, no containers run"
     )
-    print(f"   kubectl --kubeconfig $KUBECONFIG get ns {outputs.get('jobNamespace')} --show-labels")
+    print(f"   kubectl get ns {outputs.get('jobNamespace')} --show-labels")
     print(f"   pulumi stack output --stack {STACK}      pulumi stack --stack {STACK}      pulumi preview --stack {STACK} --diff")
     print("Remove it: make demo-down")
     return 0

@@ -206,8 +206,11 @@ class LocalPlatform:
             raise
         bundle = self.workdir / "certs" / "bundle.pem"
         bundle.write_text(Path(certifi.where()).read_text() + ca.read_text())
+        kubectl = str(ensure(["kubernetes"])["kubernetes"].home / "bin")
+        engine_env = base_env(self.engine, home)
         self.env = {
-            **base_env(self.engine, home),
+            **engine_env,
+            "PATH": os.pathsep.join([engine_env["PATH"], kubectl]),
             "PULUMI_BACKEND_URL": f"file://{self.workdir / 'state'}",
             "PULUMI_CONFIG_PASSPHRASE": "local-e2e-passphrase",
             "KUBECONFIG": str(self.kubeconfig),
@@ -416,6 +419,14 @@ def stop_plugins(workdir: Path) -> None:
             continue
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def stop_from_pidfile(workdir: Path) -> int:
     """End every process a platform left running (`make demo-down`); returns how many were running."""
     stop_plugins(workdir)
@@ -432,13 +443,9 @@ def stop_from_pidfile(workdir: Path) -> int:
             continue
     deadline = time.monotonic() + 20
     for pid in json.loads(pids_file.read_text()):
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pid, 0)
-                time.sleep(0.2)
-            except ProcessLookupError:
-                break
-        else:
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
     pids_file.unlink()
