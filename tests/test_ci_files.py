@@ -185,6 +185,7 @@ def test_pipeline_structure() -> None:
         "AWS_ROLE_ARN": "$PULUMI_PREVIEW_ROLE_ARN",
         "KUBECONFIG": "$PREVIEW_KUBECONFIG",
         "GITLAB_TOKEN": "$PREVIEW_GITLAB_TOKEN",
+        "PULUMI_DEBUG_COMMANDS": "true",  # the CLI's --event-log needs it (test_a_job_that_writes_an_event_log_enables_the_flag)
     }
     assert "--source-branch" in " ".join(preview["script"])
     assert [m["STACK"] for m in preview["parallel"]["matrix"]] == ["dev", "staging", "prod"]
