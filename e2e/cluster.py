@@ -46,6 +46,22 @@ class ApiError(RuntimeError):
         self.body = body
 
 
+def stop_processes(processes: list[tuple[str, subprocess.Popen[bytes]]], grace: float) -> None:
+    """SIGTERM to every process, newest first; SIGKILL to any still running after `grace` seconds."""
+    for _, process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for _, process in reversed(processes):
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+    processes.clear()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -238,16 +254,7 @@ class LocalCluster:
         return self.request("GET", collection_path(manifest) + "/" + manifest["metadata"]["name"])
 
     def stop(self) -> None:
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _, process in reversed(self.processes):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        self.processes.clear()
+        stop_processes(self.processes, grace=20)
 
 
 PLURALS = {"LimitRange": "limitranges", "NetworkPolicy": "networkpolicies", "ResourceQuota": "resourcequotas"}

@@ -73,9 +73,7 @@ def up() -> int:
     print(f"   repositories: {', '.join(sorted(outputs.get('repositories', {}).values()))}")
     print("\nLook at it:")
     print(f"   source {env}")
-    print(
-        f"   kubectl -n {outputs.get('managerNamespace')} get deploy,pods,secrets   # kwok nodes: pods Ready, no containers run"
-    )
+    print(f"   kubectl -n {outputs.get('managerNamespace')} get deploy,pods,secrets   # kwok nodes: pods Ready, no containers run")
     print(f"   kubectl get ns {outputs.get('jobNamespace')} --show-labels")
     print(f"   pulumi stack output --stack {STACK}      pulumi stack --stack {STACK}      pulumi preview --stack {STACK} --diff")
     print("Remove it: make demo-down")

@@ -30,8 +30,8 @@ from typing import Any
 import certifi
 import yaml
 
-from .chart_repo import issue_certificates
-from .cluster import LocalCluster, free_port
+from .certs import issue_certificates
+from .cluster import LocalCluster, free_port, stop_processes
 from .tools import ROOT, Tool, ToolError, cache_root, ensure, load_tools, shared_dir
 
 CONTEXT = "gbr-local"
@@ -186,7 +186,7 @@ class LocalPlatform:
                     str(self.workdir / "gitlab.json"),
                 ],
             )
-            ca, _, _ = issue_certificates(self.workdir / "certs")
+            ca, _, _ = issue_certificates(self.workdir / "certs", "gitlab-buildkit-runner e2e chart repository CA")
             self.chart_repository = self._serve(
                 "chart-repo",
                 [
@@ -292,18 +292,7 @@ class LocalPlatform:
         (self.workdir / "pids.json").write_text(json.dumps(pids))
 
     def stop(self) -> None:
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _, process in reversed(self.processes):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-            if process.stdout:
-                process.stdout.close()
-        self.processes.clear()
+        stop_processes(self.processes, grace=15)
         if self.cluster:
             self.cluster.stop()
         stop_plugins(self.workdir)
@@ -353,6 +342,13 @@ class LocalPlatform:
             )
         return result
 
+    def outputs(self, project: Path, stack: str) -> dict[str, Any]:
+        return dict(json.loads(self.pulumi("stack", "output", "--json", project=project, stack=stack).stdout))
+
+    def export(self, project: Path, stack: str, *, show_secrets: bool = False) -> dict[str, Any]:
+        args = ["stack", "export", *(["--show-secrets"] if show_secrets else [])]
+        return dict(json.loads(self.pulumi(*args, project=project, stack=stack).stdout))
+
     def new_stack(self, stack: str, config: dict[str, Any], project: Path) -> None:
         """`pulumi stack init` with the stack's config pointed at this platform (context, chart repository)."""
         (project / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": localise(config, self.chart_repository)}, sort_keys=False))
@@ -380,6 +376,15 @@ class LocalPlatform:
 
 # What a stack's run needs of the checkout (the program, its pack, the pins).
 PROGRAM_FILES = ("Pulumi.yaml", "__main__.py", "components", "policies", "requirements.txt", "requirements-dev.txt", "cicd")
+
+
+def namespaced(config: dict[str, Any], stack: str) -> dict[str, Any]:
+    """A stack's config with namespaces of its own: stacks that share this platform's one cluster would
+    otherwise share namespaces (on real clusters they differ by context)."""
+    config = json.loads(json.dumps(config))
+    kube = config.setdefault(f"{PROJECT}:kubernetes", {})
+    kube.update({"managerNamespace": f"{stack}-runner", "jobNamespace": f"{stack}-runner-jobs"})
+    return config
 
 
 def localise(config: dict[str, Any], chart_repository: str) -> dict[str, Any]:

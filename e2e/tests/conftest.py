@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from e2e.build_job import BuildSession, HostError, check_host, fixture_config  # noqa: E402
 from e2e.cluster import LocalCluster  # noqa: E402
+from e2e.platform import LocalPlatform  # noqa: E402
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -32,6 +33,17 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     if workdir.exists():
         shutil.rmtree(workdir)
     running = LocalCluster(workdir)
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def platform(request: pytest.FixtureRequest) -> Iterator[LocalPlatform]:
+    """The real engine's local platform (e2e/platform.py) per test module; every process it started,
+    the engine's included, is stopped even when a test fails. Logs: build/e2e/<module>-<time>/."""
+    running = LocalPlatform(ROOT / "build" / "e2e" / f"{request.module.__name__.rsplit('.', 1)[-1]}-{int(time.time())}")
     try:
         yield running.start()
     finally:

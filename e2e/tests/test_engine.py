@@ -17,7 +17,6 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,41 +26,15 @@ import yaml
 
 from e2e.cluster import ApiError
 from e2e.job_pod import job_pod
-from e2e.platform import LocalPlatform, PlatformError, stack_file_config
+from e2e.platform import LocalPlatform, PlatformError, namespaced, stack_file_config
 from e2e.tools import ROOT
 
 TRACEBACK = "Traceback (most recent call last)"
 
 
 @pytest.fixture(scope="module")
-def platform() -> Iterator[LocalPlatform]:
-    running = LocalPlatform(ROOT / "build" / "e2e" / f"engine-{int(time.time())}")
-    try:
-        yield running.start()
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
 def project(platform: LocalPlatform) -> Path:
     return platform.project()
-
-
-def namespaced(config: dict[str, Any], stack: str) -> dict[str, Any]:
-    """Stacks share one cluster here: each gets its own namespaces (on a real cluster they differ by context)."""
-    config = json.loads(json.dumps(config))
-    kube = config.setdefault("gitlab-buildkit-runner:kubernetes", {})
-    kube.update({"managerNamespace": f"{stack}-runner", "jobNamespace": f"{stack}-runner-jobs"})
-    return config
-
-
-def outputs(platform: LocalPlatform, project: Path, stack: str) -> dict[str, Any]:
-    return dict(json.loads(platform.pulumi("stack", "output", "--json", project=project, stack=stack).stdout))
-
-
-def export(platform: LocalPlatform, project: Path, stack: str, *, show_secrets: bool = False) -> dict[str, Any]:
-    args = ["stack", "export", *(["--show-secrets"] if show_secrets else [])]
-    return dict(json.loads(platform.pulumi(*args, project=project, stack=stack).stdout))
 
 
 def resources_of(state: dict[str, Any], type_token: str) -> list[dict[str, Any]]:
@@ -101,7 +74,7 @@ def api(platform: LocalPlatform, path: str) -> dict[str, Any]:
 def dev(platform: LocalPlatform, project: Path) -> dict[str, Any]:
     platform.new_stack("dev", namespaced(stack_file_config("dev"), "dev"), project)
     result = platform.pulumi(*platform.up_args(project), project=project, stack="dev", timeout=1800)
-    return {"up": result.stdout + result.stderr, "outputs": outputs(platform, project, "dev")}
+    return {"up": result.stdout + result.stderr, "outputs": platform.outputs(project, "dev")}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +82,7 @@ def prod(platform: LocalPlatform, project: Path, dev: dict[str, Any]) -> dict[st
     """Prod in the same AWS account as dev (after it): it must find dev's OIDC provider, not create one."""
     platform.new_stack("prod", namespaced(stack_file_config("prod"), "prod"), project)
     result = platform.pulumi(*platform.up_args(project), project=project, stack="prod", timeout=1800)
-    return {"up": result.stdout + result.stderr, "outputs": outputs(platform, project, "prod")}
+    return {"up": result.stdout + result.stderr, "outputs": platform.outputs(project, "prod")}
 
 
 # --- a: a fresh stack comes up with the pack, as intended, admitted by PSA ----------------------------
@@ -210,7 +183,7 @@ def test_a_configured_oidc_provider_arn_that_does_not_exist_is_a_clear_error(
         -3000:
     ]
     assert TRACEBACK not in output
-    types = {r["type"] for r in export(platform, project, "prodx")["deployment"].get("resources") or []}
+    types = {r["type"] for r in platform.export(project, "prodx")["deployment"].get("resources") or []}
     assert types <= {"pulumi:pulumi:Stack", "pulumi:providers:kubernetes", "pulumi:providers:aws", "pulumi:providers:gitlab"}, types
     platform.pulumi("stack", "rm", "--yes", "--force", project=project, stack="prodx")
 
@@ -238,11 +211,11 @@ def test_prod_job_pods_from_the_live_runner_config_are_admitted_and_fit_the_quot
 
 # --- d: no plaintext secret in state or outputs --------------------------------------------------------
 def test_no_secret_is_in_plain_state_outputs_or_cli_output(platform: LocalPlatform, project: Path, prod: dict[str, Any]) -> None:
-    revealed = export(platform, project, "prod", show_secrets=True)
+    revealed = platform.export(project, "prod", show_secrets=True)
     tokens = [revealed_value(r["outputs"]["token"]) for r in resources_of(revealed, "gitlab:index/userRunner:UserRunner")]
     keys = [revealed_value(r["outputs"]["secret"]) for r in resources_of(revealed, "aws:iam/accessKey:AccessKey")]
     assert tokens and all(t.startswith("glrt-") for t in tokens) and len(keys) == 3
-    plain = json.dumps(export(platform, project, "prod")) + json.dumps(outputs(platform, project, "prod"))
+    plain = json.dumps(platform.export(project, "prod")) + json.dumps(platform.outputs(project, "prod"))
     cli_output = (platform.workdir / "pulumi.log").read_text().replace(json.dumps(revealed), "")
     for value in [*tokens, *keys, platform.gitlab_token]:
         assert value not in plain
@@ -289,7 +262,7 @@ def test_unconfined_without_acknowledgement_fails_cleanly_before_any_resource(pl
     assert result.returncode != 0
     assert "invalid stack configuration" in output and "acknowledgeUnconfined: true" in output, output[-3000:]
     assert TRACEBACK not in output
-    assert {r["type"] for r in export(platform, project, "unc")["deployment"].get("resources") or []} <= {"pulumi:pulumi:Stack"}
+    assert {r["type"] for r in platform.export(project, "unc")["deployment"].get("resources") or []} <= {"pulumi:pulumi:Stack"}
 
 
 def test_unconfined_with_acknowledgement_previews_under_the_pack(platform: LocalPlatform, project: Path) -> None:
@@ -324,7 +297,7 @@ def test_dev_destroy_removes_everything_it_made(platform: LocalPlatform, project
     assert not [u for u in aws(platform, "iam").list_users()["Users"] if "-dev-" in u["UserName"]]
     with pytest.raises(urllib.error.HTTPError):
         gitlab_get(platform, f"runners/{runner_id}")
-    assert export(platform, project, "dev")["deployment"].get("resources") in (None, [])
+    assert platform.export(project, "dev")["deployment"].get("resources") in (None, [])
     try:
         phase = api(platform, "/api/v1/namespaces/dev-runner")["status"]["phase"]
         assert phase == "Terminating"
@@ -342,7 +315,7 @@ def test_the_confined_local_stack_comes_up_and_its_job_pod_is_admitted_at_baseli
     config["gitlab-buildkit-runner:credentials"] = {"oidcProvider": "create"}
     platform.new_stack("local", config, project)
     platform.pulumi(*platform.up_args(project), project=project, stack="local", timeout=1800)
-    result = outputs(platform, project, "local")
+    result = platform.outputs(project, "local")
     assert result["jobSecurityMode"] == "confined"
     labels = api(platform, "/api/v1/namespaces/local-runner-jobs")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "baseline"

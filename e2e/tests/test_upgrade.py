@@ -13,15 +13,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import yaml
 
-from e2e.platform import LocalPlatform, localise
-from e2e.tests.test_engine import export, namespaced
+from e2e.platform import LocalPlatform, localise, namespaced
 from e2e.tools import ROOT
 
 # The commit CHANGELOG calls 1.0.0 (the last before its first Unreleased entries); tag v1.0.0.
@@ -53,15 +49,6 @@ def upgrade_state_commands() -> list[list[str]]:
     return commands
 
 
-@pytest.fixture(scope="module")
-def platform() -> Iterator[LocalPlatform]:
-    running = LocalPlatform(ROOT / "build" / "e2e" / f"upgrade-{int(time.time())}")
-    try:
-        yield running.start()
-    finally:
-        running.stop()
-
-
 def old_prod_config() -> dict[str, Any]:
     text = subprocess.run(
         ["git", "show", f"{release_commit()}:Pulumi.prod.yaml"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -80,7 +67,7 @@ def test_prod_upgrades_from_1_0_0_by_the_upgrade_guide(platform: LocalPlatform) 
     old = platform.project("v1.0.0", ref=release_commit())
     platform.new_stack("prod", old_prod_config(), old)
     platform.pulumi("up", "--yes", "--skip-preview", project=old, stack="prod", timeout=1800)
-    before = {r["urn"]: r for r in export(platform, old, "prod")["deployment"]["resources"]}
+    before = {r["urn"]: r for r in platform.export(old, "prod")["deployment"]["resources"]}
 
     head = platform.project()
     # The stack file travels with the checkout (its passphrase salt included); its config becomes HEAD's.
@@ -99,7 +86,7 @@ def test_prod_upgrades_from_1_0_0_by_the_upgrade_guide(platform: LocalPlatform) 
     platform.pulumi(*platform.up_args(head), project=head, stack="prod", timeout=1800)
     platform.pulumi("preview", "--expect-no-changes", project=head, stack="prod")
 
-    after = {r["urn"]: r for r in export(platform, head, "prod")["deployment"]["resources"]}
+    after = {r["urn"]: r for r in platform.export(head, "prod")["deployment"]["resources"]}
     for kept in KEPT:
         (old_urn,) = [u for u in before if u.endswith(kept)]
         (new_urn,) = [u for u in after if u.endswith(kept)]
