@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,15 +252,18 @@ class LocalPlatform:
             run_pulumi(engine, home, ["plugin", "install", "resource", name, version, "--file", str(wrapper)])
         return home
 
-    def _start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _start(
+        self, name: str, command: list[str], env: dict[str, str] | None = None, url_on_stdout: bool = False
+    ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("wb")
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, cwd=ROOT, env=env, start_new_session=True)
+        stdout = subprocess.PIPE if url_on_stdout else log  # a pipe only for the one line that names the URL
+        process = subprocess.Popen(command, stdout=stdout, stderr=log, cwd=ROOT, env=env, start_new_session=True)
         self.processes.append((name, process))
         return process
 
     def _serve(self, name: str, command: list[str]) -> str:
         """Start a server that prints its URL on its first line."""
-        process = self._start(name, command)
+        process = self._start(name, command, url_on_stdout=True)
         assert process.stdout is not None
         line = process.stdout.readline().decode().strip()
         if not line.startswith(("http://", "https://")):
@@ -273,8 +277,6 @@ class LocalPlatform:
         self._start("moto", [str(server), "-H", "127.0.0.1", "-p", str(port)], env=env)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        import urllib.request
-
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
