@@ -458,3 +458,19 @@ def stop_from_pidfile(workdir: Path) -> int:
     pids_file.unlink()
     shutil.rmtree(workdir, ignore_errors=True)
     return stopped
+
+
+def main() -> int:
+    """`make tools`: the engine's parts built, and the Kubernetes provider installed as a plugin in the cache."""
+    try:
+        engine = engine_tools()
+        home = plugin_home(engine)
+    except (ToolError, PlatformError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    print(f"pulumi engine: {engine.origin}; Kubernetes provider plugin {engine.kubernetes.spec['release']} installed in {home}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
