@@ -33,7 +33,9 @@ def main() -> None:
     needs_oidc = cfg.needs_oidc_provider()
     owns_oidc = needs_oidc and cfg.credentials.oidc_provider == "create" and not cfg.credentials.oidc_provider_arn
     existing_oidc_arn = (
-        existing_oidc_provider_arn(cfg.gitlab.url, cfg.credentials.oidc_provider_arn, providers.aws) if needs_oidc and not owns_oidc else None
+        existing_oidc_provider_arn(cfg.gitlab.url, cfg.credentials.oidc_provider_arn, providers.aws)
+        if needs_oidc and not owns_oidc
+        else None
     )
     on_k8s = pulumi.ResourceOptions(providers=[providers.kubernetes])
     # ECR repositories and the push identity are stateful: protected where the config says (prod must).
@@ -86,7 +88,11 @@ def main() -> None:
     registry = ImageRegistry("ecr", ImageRegistryArgs(cfg.registry, account), opts=on_aws)
 
     # One GitLab OIDC provider for every role ID tokens assume (push roles, the preview role).
-    oidc = GitlabOidcProvider("gitlab-oidc", GitlabOidcProviderArgs(cfg.gitlab.url, cfg.gitlab.host), account, opts=on_aws) if owns_oidc else None
+    oidc = (
+        GitlabOidcProvider("gitlab-oidc", GitlabOidcProviderArgs(cfg.gitlab.url, cfg.gitlab.host), account, opts=on_aws)
+        if owns_oidc
+        else None
+    )
     oidc_arn = oidc.arn if oidc else existing_oidc_arn
 
     # One push identity, cache repository and set of CI/CD variables per GitLab project.

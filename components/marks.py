@@ -12,6 +12,12 @@ PROJECT = "gitlab-buildkit-runner"
 
 # Ref: https://kubernetes.io/docs/concepts/security/pod-security-admission/#pod-security-admission-labels-for-namespaces
 PSA_LABEL_PREFIX = "pod-security.kubernetes.io"
+# The oldest Pod Security Standards version any -version label may name. Under an older version PSA
+# skips checks the stack relies on (seccomp at baseline before v1.19, capabilities at restricted before
+# v1.22, AppArmor fields before v1.30); a version newer than the cluster is evaluated as its latest, so
+# this floor costs older clusters nothing. The stack's config and the pack both enforce it.
+# Ref: https://kubernetes.io/docs/concepts/security/pod-security-standards/ (policy versions per control)
+MIN_POD_SECURITY_VERSION = "v1.33"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": PROJECT}
 
 # On the job namespace: the job security mode the stack config chose (and acknowledged). The pack

@@ -13,7 +13,7 @@ import pulumi_aws as aws
 
 from .aws_account import AwsAccount, repository_arn
 from .aws_documents import gitlab_trust_policy, push_policy, to_json
-from .config import ConfigError, CredentialsConfig, OidcSubject
+from .config import CredentialsConfig, OidcSubject, invalid
 from .marks import PROJECT, component_type
 
 IAM_NAME_LIMIT = 64  # IAM user and role names
@@ -63,14 +63,27 @@ def existing_oidc_provider_arn(gitlab_url: str, arn: str | None, provider: aws.P
 
     Ref: https://www.pulumi.com/registry/packages/aws/api-docs/iam/getopenidconnectprovider/
     """
+    if arn:
+        # An ARN in another account is refused by name: IAM trusts only providers of the role's own
+        # account, so every role would exist and none could ever be assumed.
+        account = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider)).account_id
+        if arn.split(":")[4] != account:
+            raise invalid(
+                [
+                    f"  {PROJECT}:credentials.oidcProviderArn = {arn!r}: is in account {arn.split(':')[4]}, but this stack's "
+                    f"AWS provider is in account {account}; an IAM role trusts only its own account's OIDC providers"
+                ]
+            )
     try:
         found = aws.iam.get_open_id_connect_provider(arn=arn, url=None if arn else gitlab_url, opts=pulumi.InvokeOptions(provider=provider))
     except Exception as exc:  # the provider's error, whatever its type: said once, without a traceback
         key, value = ("credentials.oidcProviderArn", arn) if arn else ("credentials.oidcProvider", "existing")
-        raise ConfigError(
-            f"invalid stack configuration:\n  {PROJECT}:{key} = {value!r}: no IAM OIDC provider for {gitlab_url} "
-            f"{'with that ARN ' if arn else ''}in this stack's AWS account ({exc}); deploy the stack that owns it "
-            "(credentials.oidcProvider 'create') first, or set credentials.oidcProvider to 'create' here"
+        raise invalid(
+            [
+                f"  {PROJECT}:{key} = {value!r}: no IAM OIDC provider for {gitlab_url} "
+                f"{'with that ARN ' if arn else ''}in this stack's AWS account ({exc}); deploy the stack that owns it "
+                "(credentials.oidcProvider 'create') first, or set credentials.oidcProvider to 'create' here"
+            ]
         ) from None
     return str(found.arn)
 

@@ -137,6 +137,7 @@ def trust_problems(document: Any) -> list[str]:
     """A role's trust policy: named principals; web-identity trust bound by positive aud and sub conditions,
     sub naming one project exactly (a wildcard only inside the ref, with StringLike)."""
     problems = principal_problems(document, "trust")
+    projects: dict[str, list[int]] = {}  # project path -> statements naming it
     for i, st in enumerate(statements(document)):
         if not _allows(st) or not grants(st, WEB_IDENTITY):
             continue
@@ -150,6 +151,8 @@ def trust_problems(document: Any) -> list[str]:
         for operator, values in subs:
             for value in values:
                 match = GITLAB_SUB.fullmatch(value)
+                if match:
+                    projects.setdefault(match["path"], []).append(i)
                 if operator in EXACT_STRING_OPERATORS and has_wildcard(value):
                     problems.append(f"Statement[{i}] uses a wildcard in {operator} on ':sub' ({value!r}; it needs StringLike)")
                 elif not match or has_wildcard(match["path"]) or has_wildcard(match["type"]):
@@ -161,6 +164,12 @@ def trust_problems(document: Any) -> list[str]:
             for value in values:
                 if has_wildcard(value):
                     problems.append(f"Statement[{i}] uses a wildcard audience {value!r}")
+    if len(projects) > 1:
+        # Values of one condition, and statements, are alternatives: any project named can assume the role.
+        named = ", ".join(f"{path!r} (Statement{sorted(set(where))})" for path, where in sorted(projects.items()))
+        problems.append(
+            f"the trust names {len(projects)} projects: {named}; one role per project, so one project's job cannot push as another's"
+        )
     return problems
 
 

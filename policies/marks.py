@@ -8,6 +8,11 @@ import re
 
 PSA_LABEL_PREFIX = "pod-security.kubernetes.io"
 PSA_ENFORCE = f"{PSA_LABEL_PREFIX}/enforce"
+# The oldest Pod Security Standards version a -version label may name (older versions skip checks).
+MIN_POD_SECURITY_VERSION = "v1.33"
+# How PSA itself parses a version label: 'latest' or v1.<minor> without leading zeros.
+# Ref: https://github.com/kubernetes/pod-security-admission/blob/v0.34.4/api/helpers.go (versionRegexp)
+PSA_VERSION_PATTERN = r"v1\.([0-9]|[1-9][0-9]*)"
 # On a job namespace: 'unconfined' means the stack config acknowledged the unconfined job security mode.
 JOB_SECURITY_MODE_ANNOTATION = "gitlab-buildkit-runner/job-security-mode"
 JOB_SECURITY_MODES = ("baseline", "confined", "unconfined")

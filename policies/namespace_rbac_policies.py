@@ -14,7 +14,9 @@ from marks import (
     APPARMOR_PROFILE_PATTERN,
     JOB_SECURITY_MODE_ANNOTATION,
     JOB_SECURITY_MODES,
+    MIN_POD_SECURITY_VERSION,
     PSA_LABEL_PREFIX,
+    PSA_VERSION_PATTERN,
     SECCOMP_PROFILE_ANNOTATION,
     SECCOMP_PROFILE_PATTERN,
     is_profile_name,
@@ -22,7 +24,22 @@ from marks import (
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
 LEVELS = ("privileged", "baseline", "restricted")
-PINNED_VERSION = re.compile(r"v1\.[0-9]+")
+PINNED_VERSION = re.compile(PSA_VERSION_PATTERN)
+MIN_MINOR = int(MIN_POD_SECURITY_VERSION.split(".")[1])
+
+
+def _version_problem(key: str, value: object, pinned: bool) -> str | None:
+    """Why a -version label is refused, or None. PSA reads 'latest' or v1.<minor>; anything else it
+    treats as an error (and evaluates as latest), and a minor below the floor skips checks."""
+    text = str(value)
+    if text == "latest" and not pinned:
+        return None
+    if PINNED_VERSION.fullmatch(text) and int(text.split(".")[1]) >= MIN_MINOR:
+        return None
+    allowed = f"a pinned version v1.{MIN_MINOR} or newer" + ("" if pinned else " or 'latest'")
+    return f"label {key}={value!r} must be {allowed}: older Pod Security Standards skip checks the stack relies on"
+
+
 RBAC = "rbac.authorization.k8s.io"
 # Verbs that let a subject grant itself more than its role: escalate (edit roles beyond its own
 # rights), bind (bind any role), impersonate (act as any user, group or service account).
@@ -46,6 +63,13 @@ def _namespace_labels(args: ResourceValidationArgs, report_violation: ReportViol
     for _, meta, patch in _namespaces(args):
         labels = meta.get("labels") or {}
         name = meta.get("name")
+        # Every -version label (enforce, audit, warn): an old version lowers what PSA checks, on the
+        # stack's namespaces and through a patch on any live one alike.
+        for key, value in labels.items():
+            if key.startswith(f"{PSA_LABEL_PREFIX}/") and key.endswith("-version"):
+                problem = _version_problem(key, value, pinned=key == f"{PSA_LABEL_PREFIX}/enforce-version" and not patch)
+                if problem:
+                    report_violation(f"{'NamespacePatch' if patch else 'namespace'} {name!r}: {problem}", None)
         if patch:
             # A patch changes a live namespace whose other labels the pack cannot see: it may only pin
             # PSA labels to 'restricted', never set a weaker level (that would relax kube-system, say).
@@ -61,9 +85,9 @@ def _namespace_labels(args: ResourceValidationArgs, report_violation: ReportViol
         if enforce not in LEVELS:
             report_violation(f"namespace {name!r}: label {PSA_LABEL_PREFIX}/enforce must be one of {list(LEVELS)} (is {enforce!r})", None)
         version = labels.get(f"{PSA_LABEL_PREFIX}/enforce-version")
-        if not PINNED_VERSION.fullmatch(str(version or "")):
+        if version is None:
             report_violation(
-                f"namespace {name!r}: label {PSA_LABEL_PREFIX}/enforce-version must pin a version like v1.33 (is {version!r})", None
+                f"namespace {name!r}: label {PSA_LABEL_PREFIX}/enforce-version must pin a version v1.{MIN_MINOR} or newer (is None)", None
             )
 
 
@@ -157,8 +181,9 @@ def policies() -> list:
     return [
         resource_policy(
             "kubernetes-namespace-psa-labels",
-            "Namespaces must carry a Pod Security enforce label with a pinned version; a NamespacePatch may only tighten to restricted.",
-            "Add pod-security.kubernetes.io/enforce and enforce-version: v1.xx labels; do not relax namespaces with patches.",
+            "Namespaces must carry a Pod Security enforce label with a pinned version; no -version label older than the floor; "
+            "a NamespacePatch may only tighten to restricted.",
+            f"Add pod-security.kubernetes.io/enforce and enforce-version: v1.{MIN_MINOR}+ labels; do not relax namespaces with patches.",
             _namespace_labels,
         ),
         resource_policy(

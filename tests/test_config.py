@@ -88,7 +88,7 @@ def test_config_is_frozen() -> None:
         ),
         (
             {"runner": {"scope": {"type": "project_type", "projectId": 1}, "buildkitStateSizeLimit": "ten gigs"}},
-            r"buildkitStateSizeLimit = \"ten gigs\": must be a Kubernetes quantity",
+            r"buildkitStateSizeLimit = \"ten gigs\": must be a byte quantity",
         ),
         ({"kubernetes": {"jobNamespace": "Jobs_NS"}}, r"kubernetes\.jobNamespace = \"Jobs_NS\": must be a DNS label"),
         ({"kubernetes": {"jobNamespace": "gitlab-runner"}}, r"must differ from managerNamespace"),
@@ -195,7 +195,10 @@ def test_config_is_frozen() -> None:
             r"credentials\.oidcProviderArn = \"gitlab\": must be an AWS ARN",
         ),
         (
-            {"credentials": {"oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/gitlab.other.example"}, "preview": {"projectPath": "a/b"}},
+            {
+                "credentials": {"oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/gitlab.other.example"},
+                "preview": {"projectPath": "a/b"},
+            },
             r"credentials\.oidcProviderArn = \"arn:aws:iam::123456789012:oidc-provider/gitlab.other.example\": must be the IAM OIDC "
             r"provider of gitlab.url's host: arn:<partition>:iam::<account>:oidc-provider/gitlab.example.com",
         ),
@@ -219,10 +222,10 @@ def test_config_is_frozen() -> None:
             {"gitlab": {"url": "https://gitlab.example.com", "environmentScope": "prod env"}},
             r"gitlab\.environmentScope = \"prod env\": must be a GitLab environment name",
         ),
-        ({"kubernetes": {"context": 7}}, r"kubernetes\.context = 7: Input should be a valid string"),
+        ({"kubernetes": {"context": 7}}, r"kubernetes\.context = 7: must be a string"),
         (
             {"kubernetes": {"jobAutomountServiceAccountToken": "yes please"}},
-            r"jobAutomountServiceAccountToken = \"yes please\": Input should be a valid boolean",
+            r"jobAutomountServiceAccountToken = \"yes please\": must be true or false, unquoted",
         ),
         (
             {"runner": {"scope": SCOPE, "chartRepository": "http://charts.gitlab.io"}},
@@ -232,8 +235,8 @@ def test_config_is_frozen() -> None:
             {"runner": {"scope": SCOPE, "helperImage": "Helper Image"}},
             r"runner\.helperImage = \"Helper Image\": must be an image reference",
         ),
-        ({"runner": {"scope": SCOPE, "runUntagged": "sometimes"}}, r"runner\.runUntagged = \"sometimes\": Input should be a valid boolean"),
-        ({"runner": {"scope": SCOPE, "protectedOnly": "maybe"}}, r"runner\.protectedOnly = \"maybe\": Input should be a valid boolean"),
+        ({"runner": {"scope": SCOPE, "runUntagged": "sometimes"}}, r"runner\.runUntagged = \"sometimes\": must be true or false, unquoted"),
+        ({"runner": {"scope": SCOPE, "protectedOnly": "maybe"}}, r"runner\.protectedOnly = \"maybe\": must be true or false, unquoted"),
         (
             {"runner": {"scope": SCOPE, "checkIntervalSeconds": 0}},
             r"runner\.checkIntervalSeconds = 0: Input should be greater than or equal to 1",
@@ -245,18 +248,18 @@ def test_config_is_frozen() -> None:
                     "managerResources": {"cpuRequest": "1", "cpuLimit": "1", "memoryRequest": "1Gi", "memoryLimit": "lots"},
                 }
             },
-            r"runner\.managerResources\.memoryLimit = \"lots\": must be a Kubernetes quantity",
+            r"runner\.managerResources\.memoryLimit = \"lots\": must be a byte quantity",
         ),
         ({"runner": {"scope": SCOPE, "helperResources": {"cpuRequest": "1"}}}, r"runner\.helperResources\.cpuLimit: required but not set"),
-        ({"runner": {"scope": SCOPE, "metricsEnabled": "on-ish"}}, r"runner\.metricsEnabled = \"on-ish\": Input should be a valid boolean"),
-        ({"runner": {"scope": SCOPE, "podMonitor": "perhaps"}}, r"runner\.podMonitor = \"perhaps\": Input should be a valid boolean"),
+        ({"runner": {"scope": SCOPE, "metricsEnabled": "on-ish"}}, r"runner\.metricsEnabled = \"on-ish\": must be true or false, unquoted"),
+        ({"runner": {"scope": SCOPE, "podMonitor": "perhaps"}}, r"runner\.podMonitor = \"perhaps\": must be true or false, unquoted"),
         (
             {"runner": {"scope": {"type": "project_type", "projectId": 0}}},
             r"runner\.scope\.projectId = 0: Input should be greater than or equal to 1",
         ),
         (
             {"registry": {"region": "eu-west-1", "applications": ["web"], "forceDelete": "nope"}},
-            r"registry\.forceDelete = \"nope\": Input should be a valid boolean",
+            r"registry\.forceDelete = \"nope\": must be true or false, unquoted",
         ),
         (
             {"registry": {"region": "eu-west-1", "applications": ["web"], "cacheRepository": "Cache"}},
@@ -280,7 +283,7 @@ def test_config_is_frozen() -> None:
         ),
         ({"network": {"privateCidrs": ["10.0.0.0/33"]}}, r"network\.privateCidrs\.0 = \"10.0.0.0/33\": must be an IPv4 or IPv6 CIDR"),
         ({"network": {"gitlabCidrs": ["gitlab.com"]}}, r"network\.gitlabCidrs\.0 = \"gitlab.com\": must be an IPv4 or IPv6 CIDR"),
-        ({"network": {"enabled": "mostly"}}, r"network\.enabled = \"mostly\": Input should be a valid boolean"),
+        ({"network": {"enabled": "mostly"}}, r"network\.enabled = \"mostly\": must be true or false, unquoted"),
         (
             {"gitlab": {"url": "https://gitlab.example.com", "sharedVariablesGroup": "acme group"}},
             r"gitlab\.sharedVariablesGroup = \"acme group\": must be a GitLab path",
@@ -727,3 +730,128 @@ def test_preview_refs_are_exact(ref: str) -> None:
 )
 def test_new_keys_refuse_bad_values(overrides: dict, fragment: str) -> None:
     assert fragment in error_of(make_config(**overrides))
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        # Regression: YAML `true` became concurrent = 1 and a quoted "4" became 4, silently.
+        ("runner", "concurrent", True, "runner.concurrent = true: must be a whole number, unquoted"),
+        ("runner", "concurrent", "4", 'runner.concurrent = "4": must be a whole number, unquoted'),
+        ("runner", "concurrent", 4.0, "runner.concurrent = 4.0: must be a whole number, unquoted"),
+        ("runner", "runUntagged", "true", 'runner.runUntagged = "true": must be true or false, unquoted'),
+        ("runner", "runUntagged", 1, "runner.runUntagged = 1: must be true or false, unquoted"),
+        ("runner", "tags", "buildkit", 'runner.tags = "buildkit": must be a list'),
+        ("runner", "description", 7, "runner.description = 7: must be a string"),
+        ("gitlab", "protectVariables", "false", 'gitlab.protectVariables = "false": must be true or false, unquoted'),
+    ],
+)
+def test_config_types_are_strict(section: str, key: str, value: object, expected: str) -> None:
+    raw = make_config()
+    raw[section] = {**raw[section], key: value}
+    assert expected in error_of(raw)
+
+
+def test_a_stack_file_declaring_another_environment_names_the_mismatch_alone() -> None:
+    # Regression: a dev stack file saying `environment: prod` got prod's rules and a truncated dump of
+    # the whole config ("(root) = {...") instead of the one line that matters.
+    with pytest.raises(ConfigError) as caught:
+        parse_config(make_config(environment="prod"), stack="dev")
+    assert str(caught.value).splitlines()[1:] == [
+        "  gitlab-buildkit-runner:environment = \"prod\": stack 'dev' must declare environment 'dev' "
+        "(a stack named after an environment gets that environment's rules)"
+    ]
+    assert caught.value.problems == [line.strip() for line in str(caught.value).splitlines()[1:]]
+
+
+def test_rules_over_a_whole_section_do_not_dump_it() -> None:
+    message = error_of(make_config(environment="prod"))
+    assert "gitlab-buildkit-runner: prod rules: " in message and "registry.protect must be true" in message
+    assert "{" not in message  # no dump of the config
+
+
+def test_every_problem_is_counted() -> None:
+    raw = make_config(environment="staging")
+    raw["runner"] = {**raw["runner"], "concurrent": "4", "runUntagged": "yes"}
+    raw["gitlab"] = {**raw["gitlab"], "protectVariables": 0}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert len(caught.value.problems) == 3 == len(str(caught.value).splitlines()) - 1
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+@pytest.mark.parametrize("scope", ["*", "prod*", "review/*"])
+def test_environment_scope_is_exact_outside_dev(environment: str, scope: str) -> None:
+    raw = make_config(environment=environment)
+    raw["registry"] = {**raw["registry"], "protect": True}  # prod's rules otherwise speak first
+    raw["gitlab"] = {**raw["gitlab"], "environmentScope": scope}
+    assert f'gitlab.environmentScope = "{scope}": is a wildcard' in error_of(raw)
+    raw["environment"] = "dev"
+    assert parse_config(raw).environment_scope == scope
+
+
+BUILD = {
+    "cpuRequest": "1",
+    "cpuLimit": "4",
+    "memoryRequest": "2Gi",
+    "memoryLimit": "8Gi",
+    "ephemeralStorageRequest": "10Gi",
+    "ephemeralStorageLimit": "40Gi",
+}
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        ({**BUILD, "cpuRequest": "5"}, "buildResources.cpuRequest = \"5\": exceeds cpuLimit '4'"),
+        ({**BUILD, "memoryRequest": "9Gi"}, "buildResources.memoryRequest = \"9Gi\": exceeds memoryLimit '8Gi'"),
+        ({**BUILD, "ephemeralStorageRequest": "41Gi"}, 'buildResources.ephemeralStorageRequest = "41Gi": exceeds ephemeralStorageLimit'),
+        ({**BUILD, "memoryLimit": "8192m"}, 'buildResources.memoryLimit = "8192m": must be a byte quantity'),
+        ({**BUILD, "ephemeralStorageLimit": "40000m"}, 'buildResources.ephemeralStorageLimit = "40000m": must be a byte quantity'),
+        (
+            {k: v for k, v in BUILD.items() if not k.startswith("ephemeral")},
+            "buildResources.ephemeralStorageRequest = null: is required: without it the job namespace's LimitRange default",
+        ),
+        ({k: v for k, v in BUILD.items() if k != "ephemeralStorageLimit"}, "buildResources.ephemeralStorageLimit = null: is required"),
+    ],
+)
+def test_build_resources_make_sense_as_kubernetes_quantities(resources: dict, expected: str) -> None:
+    assert expected in error_of(make_config(runner={"scope": SCOPE, "buildResources": resources}))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"runner": {"scope": SCOPE, "buildkitStateSizeLimit": "30000m"}},
+            'runner.buildkitStateSizeLimit = "30000m": must be a byte quantity',
+        ),
+        ({"runner": {"scope": SCOPE, "memoryLimitOverwriteMax": "16384m"}}, "runner.memoryLimitOverwriteMax"),
+        ({"kubernetes": {"jobQuota": {"memory": "64000m"}}}, 'kubernetes.jobQuota.memory = "64000m": must be a byte quantity'),
+        ({"kubernetes": {"jobQuota": {"ephemeralStorage": "1m"}}}, "kubernetes.jobQuota.ephemeralStorage"),
+    ],
+)
+def test_memory_and_storage_are_never_milli_units(overrides: dict, expected: str) -> None:
+    assert expected in error_of(make_config(**overrides))
+
+
+def test_cpu_may_be_milli_units() -> None:
+    cfg = parse_config(make_config(runner={"scope": SCOPE, "buildResources": {**BUILD, "cpuRequest": "500m", "cpuLimit": "1500m"}}))
+    assert cfg.runner.build_resources.cpu_limit == "1500m"
+
+
+@pytest.mark.parametrize("version", ["v1.18", "v1.25", "v1.32"])
+def test_pod_security_version_has_a_floor(version: str) -> None:
+    # Under older Pod Security Standards PSA skips checks the stack relies on.
+    assert f'kubernetes.podSecurityVersion = "{version}": is older than v1.33' in error_of(
+        make_config(kubernetes={"podSecurityVersion": version})
+    )
+
+
+@pytest.mark.parametrize("version", ["v1.033", "latest", "1.33"])
+def test_pod_security_version_is_what_psa_parses(version: str) -> None:
+    assert "kubernetes.podSecurityVersion" in error_of(make_config(kubernetes={"podSecurityVersion": version}))
+
+
+def test_pod_security_version_may_be_newer_than_the_floor() -> None:
+    assert parse_config(make_config(kubernetes={"podSecurityVersion": "v1.35"})).kubernetes.pod_security_version == "v1.35"

@@ -25,6 +25,7 @@ import runner_config_checks
     "name",
     [
         "PSA_LABEL_PREFIX",
+        "MIN_POD_SECURITY_VERSION",
         "JOB_SECURITY_MODE_ANNOTATION",
         "SECCOMP_PROFILE_ANNOTATION",
         "APPARMOR_PROFILE_ANNOTATION",

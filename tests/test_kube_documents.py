@@ -24,10 +24,10 @@ def cfg(**overrides: object):
 
 
 def test_manager_namespace_is_restricted_with_pinned_versions() -> None:
-    labels = manager_namespace_labels(cfg(kubernetes={"podSecurityVersion": "v1.31"}).kubernetes.pod_security_version)
+    labels = manager_namespace_labels(cfg(kubernetes={"podSecurityVersion": "v1.34"}).kubernetes.pod_security_version)
     for mode in ("enforce", "warn", "audit"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
-        assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.31"
+        assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.34"
 
 
 @pytest.mark.parametrize(

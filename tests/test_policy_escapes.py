@@ -146,6 +146,43 @@ def test_namespace_patches_may_only_tighten_pod_security(pack: PolicyPack, label
     assert mandatory_of(pack, NS + "Patch", props) == expected
 
 
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        # Regression: -version labels were skipped, so a patch could pin PSA to a release that does not
+        # check seccomp at baseline (v1.18) while keeping the level.
+        ({f"{PSA}/enforce": "restricted", f"{PSA}/enforce-version": "v1.18"}, ["kubernetes-namespace-psa-labels"]),
+        ({f"{PSA}/enforce-version": "v1.32"}, ["kubernetes-namespace-psa-labels"]),
+        ({f"{PSA}/audit-version": "v1.0"}, ["kubernetes-namespace-psa-labels"]),
+        ({f"{PSA}/warn-version": "v1.033"}, ["kubernetes-namespace-psa-labels"]),  # not a version PSA parses
+        ({f"{PSA}/enforce-version": "1.34"}, ["kubernetes-namespace-psa-labels"]),
+        ({f"{PSA}/enforce-version": "v1.33"}, []),
+        ({f"{PSA}/enforce-version": "v1.40"}, []),
+        ({f"{PSA}/enforce-version": "latest"}, []),  # on a patch: the newest checks
+    ],
+)
+def test_namespace_patches_never_lower_the_pod_security_version(pack: PolicyPack, labels: dict, expected: list[str]) -> None:
+    props = {"metadata": {"name": "kube-system", "labels": labels}}
+    assert mandatory_of(pack, NS + "Patch", props) == expected
+
+
+@pytest.mark.parametrize(
+    ("label", "value", "refused"),
+    [
+        ("enforce-version", "v1.25", True),
+        ("enforce-version", "latest", True),  # the stack's own namespaces pin what they were tested with
+        ("audit-version", "v1.18", True),
+        ("warn-version", "v1.9", True),
+        ("warn-version", "latest", False),
+        ("enforce-version", "v1.34", False),
+    ],
+)
+def test_the_stacks_namespaces_name_no_old_pod_security_version(pack: PolicyPack, label: str, value: str, refused: bool) -> None:
+    labels = {f"{PSA}/enforce": "baseline", f"{PSA}/enforce-version": "v1.33", f"{PSA}/{label}": value}
+    props = {"metadata": {"name": "gitlab-runner-jobs", "labels": labels}}
+    assert mandatory_of(pack, NS, props) == (["kubernetes-namespace-psa-labels"] if refused else [])
+
+
 def test_a_namespace_patch_cannot_acknowledge_itself(pack: PolicyPack) -> None:
     props = {
         "metadata": {
@@ -343,6 +380,40 @@ AUD = {"gitlab.example.com:aud": "https://gitlab.example.com"}
 def test_trust_policy_escapes_are_rejected(pack: PolicyPack, document: dict) -> None:
     assert mandatory_of(pack, ROLE, {"name": "r", "assumeRolePolicy": json.dumps(trust())}) == []
     assert mandatory_of(pack, ROLE, {"name": "r", "assumeRolePolicy": json.dumps(document)}) == ["aws-iam-oidc-trust-sub"]
+
+
+def _two_statements(second_operator: str, second_sub: str) -> dict[str, Any]:
+    doc = trust()
+    extra = copy.deepcopy(doc["Statement"][0])
+    extra["Condition"] = {"StringEquals": dict(AUD)}
+    extra["Condition"].setdefault(second_operator, {})["gitlab.example.com:sub"] = second_sub
+    doc["Statement"].append(extra)
+    return doc
+
+
+WEB_MAIN = "project_path:acme/web:ref_type:branch:ref:main"
+API_MAIN = "project_path:acme/api:ref_type:branch:ref:main"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        # Regression: each value named one project exactly, so a trust naming two passed.
+        trust(StringEquals={**AUD, "gitlab.example.com:sub": [WEB_MAIN, API_MAIN]}),
+        trust(StringEquals=AUD, **{"ForAnyValue:StringEquals": {"gitlab.example.com:sub": [WEB_MAIN, API_MAIN]}}),
+        _two_statements("StringEquals", API_MAIN),
+        _two_statements("StringLike", "project_path:acme/api:ref_type:branch:ref:release/*"),
+        _two_statements("ForAnyValue:StringLike", "project_path:ACME/web:ref_type:branch:ref:main"),  # another spelling is another sub
+    ],
+)
+def test_a_trust_names_one_project(pack: PolicyPack, document: dict) -> None:
+    assert mandatory_of(pack, ROLE, {"name": "r", "assumeRolePolicy": json.dumps(document)}) == ["aws-iam-oidc-trust-sub"]
+
+
+def test_one_project_may_be_trusted_for_several_refs_and_statements(pack: PolicyPack) -> None:
+    document = _two_statements("StringEquals", "project_path:acme/web:ref_type:tag:ref:v1.0.0")
+    document["Statement"][0]["Condition"]["StringEquals"]["gitlab.example.com:sub"].append("project_path:acme/web:ref_type:branch:ref:dev")
+    assert mandatory_of(pack, ROLE, {"name": "r", "assumeRolePolicy": json.dumps(document)}) == []
 
 
 def test_a_ref_pattern_with_string_like_is_left_to_the_stack_config(pack: PolicyPack) -> None:

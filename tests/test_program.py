@@ -313,6 +313,16 @@ def test_a_missing_existing_oidc_provider_fails_before_any_resource_with_the_key
     assert "deploy the stack that owns it (credentials.oidcProvider 'create') first" in message
 
 
+def test_an_oidc_provider_arn_of_another_account_is_refused_by_name() -> None:
+    # IAM trusts only the role's own account's providers: every role would exist, none could be assumed.
+    arn = "arn:aws:iam::210987654321:oidc-provider/gitlab.example.com"
+    with pytest.raises(ConfigError) as caught:
+        run_program(make_config(credentials={"mode": "oidc", "oidcProviderArn": arn, "oidcSubjects": OIDC_SUBJECTS}))
+    message = str(caught.value)
+    assert f"credentials.oidcProviderArn = '{arn}': is in account 210987654321" in message
+    assert "this stack's AWS provider is in account 123456789012" in message
+
+
 def test_the_shipped_stacks_create_the_account_oidc_provider_once() -> None:
     # dev owns it; staging and prod (same account in the shipped files) look it up.
     owners = [

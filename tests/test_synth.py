@@ -125,10 +125,23 @@ def test_invalid_config_fails_before_anything_else(pack: PolicyPack, tmp_path: P
         pack=pack,
         build_dir=tmp_path,
     )
-    assert report.failures == [
-        "[config] invalid stack configuration:\n  gitlab-buildkit-runner:runner.concurrent = -1: Input should be greater than or equal to 1"
-    ]
+    assert report.failures == ["[config] gitlab-buildkit-runner:runner.concurrent = -1: Input should be greater than or equal to 1"]
     assert not (tmp_path / "dev" / "resources.json").exists()
+
+
+def test_synth_counts_each_config_problem_and_checks_the_stack_name(pack: PolicyPack, tmp_path: Path) -> None:
+    # Regression: three problems were reported as "1 problem(s) ()", and a dev file declaring prod got
+    # prod's rules instead of the mismatch.
+    config = make_config(runner={"scope": {"type": "project_type", "projectId": 1}, "concurrent": "4", "runUntagged": 1})
+    config["gitlab"] = {**config["gitlab"], "protectVariables": "no"}
+    report = synth_stack("dev", config=config, pack=pack, build_dir=tmp_path)
+    assert sorted(f.split(" = ")[0] for f in report.failures) == [
+        "[config] gitlab-buildkit-runner:gitlab.protectVariables",
+        "[config] gitlab-buildkit-runner:runner.concurrent",
+        "[config] gitlab-buildkit-runner:runner.runUntagged",
+    ]
+    report = synth_stack("dev", config=make_config(environment="prod"), pack=pack, build_dir=tmp_path / "2")
+    assert len(report.failures) == 1 and "stack 'dev' must declare environment 'dev'" in report.failures[0]
 
 
 def test_cli_exit_status_and_readable_report(tmp_path: Path) -> None:
@@ -147,7 +160,7 @@ def test_cli_exit_status_and_readable_report(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED dev" in result.stdout
+    assert "FAILED dev: 1 problem\n" in result.stdout  # no empty "()" summary
     assert 'gitlab-buildkit-runner:registry.applications.1.name = "Web": must be an ECR repository name' in result.stdout
     assert "== total" in result.stdout
 

@@ -101,10 +101,11 @@ def synth_stack(
 
     with step("run the program under Pulumi mocks"):
         try:
-            cfg = parse_config(raw)
+            cfg = parse_config(raw, stack=stack)
             run = run_program(raw, stack=stack)
         except ConfigError as exc:
-            report.fail("config", str(exc))
+            for problem in exc.problems:
+                report.fail("config", problem)
             return report
         if mutate:
             mutate(run)
@@ -274,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = ", ".join(f"{k}={v}" for k, v in report.summary.items())
             if report.failures:
                 failed = True
-                print(f"  FAILED {stack}: {len(report.failures)} problem(s) ({summary})")
+                count = f"{len(report.failures)} problem{'s' if len(report.failures) != 1 else ''}"
+                print(f"  FAILED {stack}: {count}{f' ({summary})' if summary else ''}")
                 for failure in report.failures:
                     print(f"    - {failure}")
             else:

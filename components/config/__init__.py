@@ -15,7 +15,7 @@ from .credentials import CredentialsConfig, CredentialsMode, KeySlot, OidcSubjec
 from .fields import is_pinned_image, parse_quantity, split_image
 from .gitlab import GitlabConfig
 from .kubernetes import JobQuota, KubernetesConfig, Resources
-from .loading import PROJECT, SECRET_KEYS, ConfigError, load_config, parse_config, project_config
+from .loading import PROJECT, SECRET_KEYS, ConfigError, invalid, load_config, parse_config, project_config
 from .network import NetworkConfig
 from .preview import PreviewConfig
 from .registry import Application, Lifecycle, RegistryConfig, project_key
@@ -49,6 +49,7 @@ __all__ = [
     "RunnerScope",
     "RunnerType",
     "StackConfig",
+    "invalid",
     "is_pinned_image",
     "load_config",
     "parse_config",

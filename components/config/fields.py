@@ -20,7 +20,8 @@ K8S_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?")
 AWS_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]")
 ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:[^\s]+")
 SEMVER = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
-PSA_VERSION = re.compile(r"v1\.[0-9]{2}")
+# As PSA parses a version label (no leading zeros). Ref: https://github.com/kubernetes/pod-security-admission/blob/v0.34.4/api/helpers.go
+PSA_VERSION = re.compile(r"v1\.([0-9]|[1-9][0-9]*)")
 RUNNER_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 GITLAB_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*")
 IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -53,6 +54,21 @@ def _cidr(value: str) -> str:
 
 DnsLabel = Annotated[str, Field(max_length=63), matching(DNS_LABEL, "a DNS label (lowercase a-z, 0-9, '-')")]
 Quantity = Annotated[str, matching(K8S_QUANTITY, "a Kubernetes quantity such as 500m, 2, 512Mi or 10Gi")]
+
+
+def _bytes(value: str) -> str:
+    match = K8S_QUANTITY.fullmatch(value)
+    if not match or match[2] == "m":
+        raise ValueError(
+            "must be a byte quantity such as 512Mi, 8Gi or 40Gi (not milli-units: '8192m' is 8.192 bytes, "
+            "which Kubernetes accepts and rounds up to 9)"
+        )
+    return value
+
+
+# Memory and storage: a Kubernetes quantity without the milli suffix, which parses but means thousandths
+# of a byte. Ref: https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/quantity/
+ByteQuantity = Annotated[str, AfterValidator(_bytes)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 Arn = Annotated[str, matching(ARN, "an AWS ARN (arn:aws:<service>:<region>:<account>:<resource>)")]
 GitlabPath = Annotated[str, matching(GITLAB_PATH, "a GitLab path such as 'group/subgroup/project'")]

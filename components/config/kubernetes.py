@@ -6,8 +6,9 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from .base import ConfigModel
-from .fields import PSA_VERSION, DnsLabel, Quantity, matching
+from ..marks import MIN_POD_SECURITY_VERSION
+from .base import ConfigModel, RuleViolation
+from .fields import PSA_VERSION, ByteQuantity, DnsLabel, Quantity, matching, parse_quantity
 
 
 class Resources(ConfigModel):
@@ -17,14 +18,25 @@ class Resources(ConfigModel):
     """CPU request (Kubernetes quantity)."""
     cpu_limit: Quantity
     """CPU limit."""
-    memory_request: Quantity
+    memory_request: ByteQuantity
     """Memory request."""
-    memory_limit: Quantity
+    memory_limit: ByteQuantity
     """Memory limit."""
-    ephemeral_storage_request: Quantity | None = None
+    ephemeral_storage_request: ByteQuantity | None = None
     """Ephemeral-storage request (BuildKit state lives on node disk)."""
-    ephemeral_storage_limit: Quantity | None = None
+    ephemeral_storage_limit: ByteQuantity | None = None
     """Ephemeral-storage limit; the kubelet evicts a build that exceeds it."""
+
+    @model_validator(mode="after")
+    def _requests_do_not_exceed_limits(self) -> Resources:
+        # The API server refuses such a pod ("must be less than or equal to ... limit"): found at the
+        # first job, not at `pulumi up`.
+        for resource in ("cpu", "memory", "ephemeral_storage"):
+            request, limit = getattr(self, f"{resource}_request"), getattr(self, f"{resource}_limit")
+            if request is not None and limit is not None and parse_quantity(request) > parse_quantity(limit):
+                name = "".join(part.title() if i else part for i, part in enumerate(resource.split("_")))
+                raise RuleViolation(f"{name}Request", request, f"exceeds {name}Limit {limit!r}: a request must not be above its limit")
+        return self
 
 
 class JobQuota(ConfigModel):
@@ -32,9 +44,9 @@ class JobQuota(ConfigModel):
 
     cpu: Quantity = "16"
     """Sum of CPU limits of all job pods."""
-    memory: Quantity = "64Gi"
+    memory: ByteQuantity = "64Gi"
     """Sum of memory limits of all job pods."""
-    ephemeral_storage: Quantity = "200Gi"
+    ephemeral_storage: ByteQuantity = "200Gi"
     """Sum of ephemeral-storage limits of all job pods."""
     pods: int = Field(20, ge=1, le=1000)
     """Maximum number of job pods at once."""
@@ -54,6 +66,17 @@ class KubernetesConfig(ConfigModel):
     """Optional ResourceQuota for the job namespace; unset creates none."""
     job_automount_service_account_token: bool = False
     """Mount an API token into job pods (off: job code comes from every branch)."""
+
+    @model_validator(mode="after")
+    def _pod_security_version_is_recent(self) -> KubernetesConfig:
+        if int(self.pod_security_version.split(".")[1]) < int(MIN_POD_SECURITY_VERSION.split(".")[1]):
+            raise RuleViolation(
+                "podSecurityVersion",
+                self.pod_security_version,
+                f"is older than {MIN_POD_SECURITY_VERSION}: under older Pod Security Standards PSA skips checks the stack relies on "
+                "(seccomp, capabilities, AppArmor fields); a version newer than the cluster is evaluated as its latest",
+            )
+        return self
 
     @model_validator(mode="after")
     def _namespaces_are_distinct(self) -> KubernetesConfig:

@@ -40,6 +40,30 @@ class ConfigError(RunError):
     Ref: https://github.com/pulumi/pulumi/blob/v3.272.0/sdk/python/lib/pulumi/errors.py
     """
 
+    def __init__(self, message: str, problems: Iterable[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = list(problems) if problems is not None else [message]
+        """One line per problem (what `make synth` counts)."""
+
+
+def invalid(problems: Iterable[str]) -> ConfigError:
+    """The error for one or more problem lines, each '  <project>:<key> ...: <what is allowed>'."""
+    lines = list(problems)
+    return ConfigError("invalid stack configuration:\n" + "\n".join(lines), [line.strip() for line in lines])
+
+
+# Pydantic's words for a value of the wrong JSON type, in the terms of a Pulumi.<stack>.yaml. Config is
+# validated strictly: YAML `true` is not 1 and `"4"` is not 4 (a quoted number is a typo worth naming).
+_TYPE_MESSAGES = {
+    "int_type": 'must be a whole number, unquoted (e.g. 4; not "4", 4.0 or true)',
+    "int_from_float": 'must be a whole number, unquoted (e.g. 4; not "4", 4.0 or true)',
+    "bool_type": "must be true or false, unquoted",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping of keys to values",
+    "model_type": "must be a mapping of keys to values",
+}
+
 
 def redact(text: str) -> str:
     return _SECRET_LIKE.sub(REDACTED, text)
@@ -56,7 +80,12 @@ def _describe(error: Mapping[str, Any], secret_keys: frozenset[str] = frozenset(
         return f"  {PROJECT}:{key}: unknown key (a typo?); remove it or see Pulumi.yaml for the allowed keys"
     if error["type"] == "missing":
         return f"  {PROJECT}:{key}: required but not set"
+    msg = _TYPE_MESSAGES.get(error["type"], msg)
     value = json.dumps(error.get("input"), default=str)
+    if isinstance(error.get("input"), dict) and (len(value) > 120 or not error["loc"]):
+        # A rule over a large section (or the whole config): the message names the keys involved; a
+        # truncated dump of the section would only bury it.
+        return redact(f"  {PROJECT}:{key}: {msg}" if error["loc"] else f"  {PROJECT}: {msg}")
     if len(value) > 120:
         value = value[:117] + "..."
     if error["loc"] and str(error["loc"][0]) in secret_keys:
@@ -74,16 +103,21 @@ def parse_config(raw: Mapping[str, Any], stack: str | None = None, secret_keys: 
     """
     data = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
     secrets = frozenset(secret_keys)
-    try:
-        cfg = StackConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = [_describe(e, secrets) for e in exc.errors(include_url=False)]
-        raise ConfigError("invalid stack configuration:\n" + "\n".join(lines)) from None
-    if stack in typing.get_args(Environment) and stack != cfg.environment:
-        raise ConfigError(
-            f"invalid stack configuration:\n  {PROJECT}:environment = {json.dumps(cfg.environment)}: "
-            f"stack {stack!r} must declare environment {stack!r} (a stack named after an environment gets its rules)"
+    declared = data.get("environment")
+    if stack in typing.get_args(Environment) and declared != stack:
+        # Checked first: the other environment's rules would otherwise report their own findings and
+        # hide the one that matters.
+        raise invalid(
+            [
+                f"  {PROJECT}:environment = {redact(json.dumps(declared, default=str))}: stack {stack!r} must declare "
+                f"environment {stack!r} (a stack named after an environment gets that environment's rules)"
+            ]
         )
+    try:
+        # Strict, and from JSON as the engine delivers config: no bool-to-int or string-to-number coercion.
+        cfg = StackConfig.model_validate_json(json.dumps(data, default=str), strict=True)
+    except ValidationError as exc:
+        raise invalid(_describe(e, secrets) for e in exc.errors(include_url=False)) from None
     return cfg
 
 
@@ -102,10 +136,7 @@ def project_config(entries: Iterable[tuple[str, Any]], secret_keys: Iterable[str
         key = full_key[len(prefix) :]
         if key in SECRET_KEYS:
             if full_key not in secrets:
-                raise ConfigError(
-                    f"invalid stack configuration:\n  {full_key}: must be set with "
-                    f"`pulumi config set --secret {key} ...`, not as plain text"
-                )
+                raise invalid([f"  {full_key}: must be set with `pulumi config set --secret {key} ...`, not as plain text"])
             continue
         if isinstance(value, str):
             with contextlib.suppress(json.JSONDecodeError):  # plain strings stay strings

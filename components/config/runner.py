@@ -12,7 +12,7 @@ from pydantic.alias_generators import to_camel
 
 from .base import ConfigModel, RuleViolation
 from .confinement import ARCH_LABEL, CONFINED_ARCH, NODE_OS, ConfinedProfiles, NodeOs, ProfileNames
-from .fields import IMAGE_TAG, RUNNER_TAG, SEMVER, ImageRef, LabelKey, LabelValue, Quantity, matching
+from .fields import IMAGE_TAG, RUNNER_TAG, SEMVER, ByteQuantity, ImageRef, LabelKey, LabelValue, Quantity, matching
 from .kubernetes import Resources
 
 JobSecurityMode = Literal["baseline", "confined", "unconfined"]
@@ -164,7 +164,7 @@ class RunnerConfig(ConfigModel):
         ephemeral_storage_limit="1Gi",
     )
     """Requests/limits of the runner manager pod."""
-    buildkit_state_size_limit: Quantity = "30Gi"
+    buildkit_state_size_limit: ByteQuantity = "30Gi"
     """Size limit of the emptyDir holding BuildKit state."""
     metrics_enabled: bool = True
     """Expose runner metrics on :9252."""
@@ -174,10 +174,25 @@ class RunnerConfig(ConfigModel):
     # let a job relax security (namespace, service account, bearer token, annotations) are not offered.
     cpu_limit_overwrite_max: Quantity | None = None
     """Let jobs raise their CPU limit up to this (KUBERNETES_CPU_LIMIT); unset forbids it."""
-    memory_limit_overwrite_max: Quantity | None = None
+    memory_limit_overwrite_max: ByteQuantity | None = None
     """Let jobs raise their memory limit up to this; unset forbids it."""
     node_selector: dict[LabelKey, LabelValue] = {}
     """Node selector for job pods and the manager (e.g. nodes with user namespaces enabled)."""
+
+    @model_validator(mode="after")
+    def _builds_have_ephemeral_storage(self) -> RunnerConfig:
+        # Without it the job namespace's LimitRange gives the build container the helper's default
+        # (1Gi), and the kubelet evicts any real build; BuildKit's state lives on node disk.
+        build = self.build_resources
+        for key in ("ephemeral_storage_request", "ephemeral_storage_limit"):
+            if getattr(build, key) is None:
+                raise RuleViolation(
+                    f"buildResources.{to_camel(key)}",
+                    None,
+                    "is required: without it the job namespace's LimitRange default (the helper's) applies to the build "
+                    "container and the kubelet evicts real builds; the default is 10Gi request, 40Gi limit",
+                )
+        return self
 
     @model_validator(mode="after")
     def _unconfined_is_acknowledged(self) -> RunnerConfig:

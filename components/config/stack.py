@@ -96,19 +96,41 @@ class StackConfig(ConfigModel):
         if chosen and not self.needs_oidc_provider():
             value = creds.oidc_provider_arn or creds.oidc_provider
             raise RuleViolation(
-                f"credentials.{chosen}", value, "is not used: only credentials.mode 'oidc' or preview.projectPath exchange ID tokens for roles"
+                f"credentials.{chosen}",
+                value,
+                "is not used: only credentials.mode 'oidc' or preview.projectPath exchange ID tokens for roles",
             )
         arn = creds.oidc_provider_arn
         if arn is not None:
             resource = arn.split(":", 5)[-1]
             account = arn.split(":")[4] if arn.count(":") >= 5 else ""
-            if not arn.startswith("arn:aws") or ":iam::" not in arn or resource != f"oidc-provider/{self.gitlab.host}" or not account.isdigit():
+            if (
+                not arn.startswith("arn:aws")
+                or ":iam::" not in arn
+                or resource != f"oidc-provider/{self.gitlab.host}"
+                or not account.isdigit()
+            ):
                 raise RuleViolation(
                     "credentials.oidcProviderArn",
                     arn,
                     f"must be the IAM OIDC provider of gitlab.url's host: arn:<partition>:iam::<account>:oidc-provider/{self.gitlab.host} "
                     "(a provider for another host never accepts this GitLab's ID tokens)",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _environment_scope_is_exact_outside_dev(self) -> StackConfig:
+        scope = self.gitlab.environment_scope
+        if scope is not None and self.environment != "dev" and "*" in scope:
+            # GitLab matches environment scopes as wildcards: '*' (or 'prod*') hands this environment's
+            # push credentials to jobs of every (matching) environment, review apps included.
+            # Ref: https://docs.gitlab.com/ci/environments/#limit-the-environment-scope-of-a-cicd-variable
+            raise RuleViolation(
+                "gitlab.environmentScope",
+                scope,
+                f"is a wildcard: outside dev the variables go to one exact environment (unset uses {self.environment!r}), "
+                "or every matching environment's jobs receive this environment's credentials",
+            )
         return self
 
     @model_validator(mode="after")
