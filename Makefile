@@ -39,9 +39,10 @@ bench: venv
 bench-build: tools
 	$(PY) -m bench.build $(BENCH_BUILD_ARGS)
 
-## docs: regenerate the config reference in README.md and Pulumi.yaml from components/config/
+## docs: regenerate the config reference in README.md and Pulumi.yaml from components/config/, and the pack's PodSpec field names from the Kubernetes schema
 docs: venv
 	$(PY) -m verify.config_reference --write
+	$(PY) -m verify.podspec_schema
 
 ## node-bootstrap: print the confined mode's node bootstrap script for STACK, from its config (before `pulumi up`)
 node-bootstrap: venv

@@ -6,6 +6,7 @@ Each test ties one restated fact so the two sides cannot drift apart silently.
 from __future__ import annotations
 
 import ipaddress
+import json
 import sys
 
 import pytest
@@ -138,3 +139,14 @@ def test_pack_config_toml_schema_covers_every_key_the_stack_writes() -> None:
     config = runner_config_checks.parse_runner_config(render_toml(runner_config_of(_full_config())))
     assert config.unknown == []
     assert "gitlab-runner-config-understood" not in runner_config_checks.runner_config_problems(config)
+
+
+def test_the_packs_podspec_field_names_are_the_kubernetes_schemas() -> None:
+    # The pack refuses pod_spec patch keys that are not the API's names; the names must be the API's own
+    # (regenerate with `python -m verify.podspec_schema` when the pinned Kubernetes version moves).
+    from verify import podspec_schema
+
+    assert podspec_schema.OUT.read_text() == podspec_schema.render()
+    types = json.loads(podspec_schema.OUT.read_text())["types"]
+    assert types["PodSpec"]["hostPID"] == {"scalar": "boolean"}
+    assert types["Container"]["volumeMounts"]["mergeKey"] == "mountPath"
