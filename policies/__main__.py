@@ -5,6 +5,7 @@ import helm_release_policies
 import namespace_rbac_policies
 import network_policies
 import pod_security_policies
+import runner_carriers
 import runner_release_policies
 from pulumi_policy import EnforcementLevel, PolicyPack
 
@@ -14,6 +15,7 @@ PolicyPack(
     policies=[
         *pod_security_policies.policies(),
         *runner_release_policies.policies(),
+        *runner_carriers.policies(),
         *helm_release_policies.policies(),
         *namespace_rbac_policies.policies(),
         *network_policies.policies(),

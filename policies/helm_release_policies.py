@@ -56,6 +56,26 @@ ALLOWED_VALUES: dict[str, Any] = {
     "nodeSelector": MAP,
 }
 RESOURCE_NAMES = frozenset({"cpu", "memory", "ephemeral-storage"})
+# Every input of the provider's Helm Release (helm.sh/v3) and Chart (helm.sh/v4), and what it means
+# for a runner release: "checked" (read by a policy), "refused" (changes what is rendered in a way the
+# pack cannot read: value files, post-renderers, values reused from the live release) or "inert" (how
+# the release is fetched, awaited or recorded). tests/test_contracts.py fails when the pinned SDK has
+# an input this table does not name, so a provider upgrade cannot add an unread carrier of settings.
+# Ref: https://www.pulumi.com/registry/packages/kubernetes/api-docs/helm/v3/release/
+# Ref: https://www.pulumi.com/registry/packages/kubernetes/api-docs/helm/v4/chart/
+HELM_INPUTS: dict[str, str] = {
+    **dict.fromkeys(("chart", "version", "repositoryOpts", "values", "namespace", "name"), "checked"),
+    **dict.fromkeys(("valueYamlFiles", "postrender", "postRenderer", "reuseValues"), "refused"),
+    **dict.fromkeys(
+        (
+            "allowNullValues", "atomic", "cleanupOnFail", "compat", "createNamespace", "dependencyUpdate", "description",
+            "devel", "disableCRDHooks", "disableOpenapiValidation", "disableWebhooks", "forceUpdate", "keyring", "lint",
+            "manifest", "maxHistory", "plainHttp", "recreatePods", "renderSubchartNotes", "replace", "resetValues",
+            "resourceNames", "resourcePrefix", "skipAwait", "skipCrds", "timeout", "verify", "waitForJobs",
+        ),
+        "inert",
+    ),
+}  # fmt: skip
 
 
 def _allowed_charts(args: ResourceValidationArgs) -> list[dict[str, Any]]:
@@ -111,9 +131,30 @@ def _runner_values(args: ResourceValidationArgs, report_violation: ReportViolati
         return
     for problem in value_problems(args.props.get("values") or {}):
         report_violation(problem, None)
-    for field in ("valueYamlFiles", "postrender"):
-        if args.props.get(field):
+    for field, meaning in HELM_INPUTS.items():
+        if meaning == "refused" and args.props.get(field):
             report_violation(f"{field} is set: the pack cannot read what it adds to or changes in the release", None)
+    unknown = sorted(key for key in args.props if key not in HELM_INPUTS and not str(key).startswith("__"))
+    if unknown:
+        report_violation(f"{unknown} are not inputs the pack knows for a Helm release: it cannot tell what they change", None)
+    runners = (args.props.get("values") or {}).get("runners") or {}
+    if not str(runners.get("config") or "").strip():
+        # Without it the chart falls back to its default config template: any image, no allowed images,
+        # no security contexts.
+        report_violation("values.runners.config is not set: the chart would use its default runner config instead of the stack's", None)
+        return
+    config = checked_runner_config(args.props, report_violation)
+    runners = (config.data if config else {}).get("runners") or []
+    if config is not None and not runners:
+        report_violation("values.runners.config has no [[runners]]: not the runner config the stack generates", None)
+    for index, runner in enumerate(runners):
+        # Any other executor runs job scripts elsewhere: 'shell' inside the manager pod, beside its token.
+        if runner.get("executor") != "kubernetes" or not isinstance(runner.get("kubernetes"), Mapping):
+            report_violation(
+                f"runners[{index}].executor = {runner.get('executor')!r}: every runner must use the 'kubernetes' executor with a "
+                "[runners.kubernetes] section (job pods in the job namespace, judged by the runner policies)",
+                None,
+            )
 
 
 def _runner_namespaces(args: StackValidationArgs, report_violation: ReportViolation) -> None:
@@ -172,8 +213,8 @@ def policies() -> list:
         ),
         resource_policy(
             "gitlab-runner-values-allow-listed",
-            "The runner release may only set the chart values the stack writes: no envVars/extraEnv, extraObjects, "
-            "extraContainers, configPath, cluster-wide RBAC, value files or post-renderers.",
+            "The runner release may only set the chart values the stack writes, and must set its runner config: no envVars/extraEnv, "
+            "extraObjects, extraContainers, configPath, cluster-wide RBAC, value files, post-renderers or reused values.",
             "Remove the value; runner settings belong in the stack's typed config.toml.",
             _runner_values,
         ),

@@ -50,6 +50,7 @@ OTHER_MANDATORY = [
     "gitlab-runner-config-understood",
     "gitlab-runner-pod-spec-patches",
     "gitlab-runner-manager-restricted",
+    "gitlab-runner-only-through-the-release",
     "gitlab-runner-unconfined-profiles",
     "gitlab-runner-localhost-profiles",
     "helm-release-allow-listed",
@@ -273,6 +274,7 @@ def test_unknown_pod_template_fails_closed(pack: PolicyPack) -> None:
         *RESTRICTED_POLICIES,
         "kubernetes-workload-kind-understood",
         "kubernetes-pod-localhost-profiles",
+        "gitlab-runner-only-through-the-release",  # whether it runs gitlab-runner cannot be known either
     }
     assert all(level == "mandatory" for p, level in found.items() if p in BASELINE_POLICIES)
 
@@ -434,6 +436,7 @@ def runner_toml_edit(edit: Callable[[str], str]) -> Callable[[dict[str, Any]], N
                     "gitlab-runner-unconfined-profiles",
                     "gitlab-runner-localhost-profiles",
                     "gitlab-runner-namespaces",
+                    "gitlab-runner-values-allow-listed",
                     "kubernetes-job-deny-ingress",
                     "kubernetes-job-egress-blocks-metadata",
                 ]

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -142,5 +142,6 @@ class PolicyPack:
         """What `pulumi preview --policy-pack` does: Analyze per resource, then AnalyzeStack once."""
         found: list[Diagnostic] = []
         for r in resources:
-            found += self.analyze(r.type, r.props, r.name, r.urn, _provider(r))
+            # The engine attributes a resource policy's diagnostic to the resource it analysed.
+            found += [replace(d, urn=d.urn or r.urn) for d in self.analyze(r.type, r.props, r.name, r.urn, _provider(r))]
         return found + self.analyze_stack(resources)
