@@ -219,11 +219,34 @@ def canonical_problems(document: Any, patch_type: str) -> list[str]:
     return problems
 
 
+MAX_PATCH_BYTES = 64 * 1024
+MAX_FLOW_DEPTH = 64
+
+
+def _flow_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_patch(text: str, name: str, patch_type: str = "strategic") -> Any:
-    problems = _syntax_problems(text)
-    if not problems:
-        document = yaml.safe_load(text)
-        problems = canonical_problems(document, patch_type)
+    # Bounded before parsing: the YAML parser is slow on deep flow nesting, and a patch that cannot be
+    # read in time must be a violation, never a stalled or crashed pack. Pod spec patches are small.
+    if len(text.encode()) > MAX_PATCH_BYTES or _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise PatchError(f"pod_spec patch {name!r} is larger than {MAX_PATCH_BYTES // 1024} KiB or nested deeper than {MAX_FLOW_DEPTH}")
+    try:
+        problems = _syntax_problems(text)
+        if not problems:
+            document = yaml.safe_load(text)
+            problems = canonical_problems(document, patch_type)
+    except RecursionError:
+        # A violation, never a crash of the pack (no pod spec is that deep).
+        raise PatchError(f"pod_spec patch {name!r} is nested too deeply to read") from None
     if problems:
         raise PatchError(f"pod_spec patch {name!r} " + "; ".join(dict.fromkeys(problems)))
     return document

@@ -124,3 +124,11 @@ def test_merge_keys_come_from_the_schema() -> None:
     spec = {"containers": [{"name": "build", "volumeMounts": [{"name": "a", "mountPath": "/a"}]}]}
     patched = apply_patch(spec, "strategic", "containers:\n- name: build\n  volumeMounts:\n  - name: b\n    mountPath: /a", "m")
     assert patched["containers"][0]["volumeMounts"] == [{"name": "b", "mountPath": "/a"}]
+
+
+@pytest.mark.parametrize("patch_type", ["strategic", "json"])
+def test_an_unreadable_patch_is_a_violation_not_a_crash(pack: PolicyPack, dev_resources: list[ResourceInput], patch_type: str) -> None:
+    # Deep flow nesting (slow for the YAML parser), deep block nesting (a recursion limit), a huge patch.
+    deep = "[" * 5000 + "]" * 5000 if patch_type == "json" else "".join(" " * i + "b:\n" for i in range(0, 1200))
+    found = pack.analyze_all(replace(dev_resources, RELEASE, with_patch(patch_type, deep)))
+    assert any(d.policy == POLICY and d.level == "mandatory" for d in found)
