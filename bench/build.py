@@ -9,7 +9,8 @@ from an empty HOME as a CI pod would:
   new-branch  a new branch's first build, one more file change on top (imports the default branch's cache)
 Reported: wall time of each job, median (min-max) over repetitions; ratios to cold and BuildKit/Buildah
 from the same run; the builder's peak RSS (buildkitd / buildah VmHWM); bytes pushed to the cache
-repository. Results: build/bench-build.json.
+repository; the peak disk use of the job folder (the builder's state, the checkout: what counts against the
+build container's ephemeral storage). Results: build/bench-build.json.
 
     python -m bench.build [--reps 3] [--apps go-service,deps-install,many-layers]
 """
@@ -68,10 +69,15 @@ def one_repetition(app: str, builder: str, workdir: Path, *, reproducible: bool 
             measured[name] = {
                 "seconds": result.seconds,
                 "peak_mib": result.daemon_peak_kib / 1024,
+                "disk_mib": result.disk_peak_kib / 1024,
                 "cache_bytes": float(session.ecr.ledger.bytes_in.get(session.cache_repository(app), 0)),
                 "image_bytes": float(session.ecr.ledger.bytes_in.get(session.repository(app), 0)),
             }
-            print(f"   {builder:8} {app:12} {name:10} {result.seconds:6.1f}s  peak {result.daemon_peak_kib / 1024:6.0f} MiB", flush=True)
+            print(
+                f"   {builder:8} {app:12} {name:10} {result.seconds:6.1f}s  peak {result.daemon_peak_kib / 1024:6.0f} MiB"
+                f"  disk {result.disk_peak_kib / 1024:6.0f} MiB",
+                flush=True,
+            )
     finally:
         session.stop()
     return measured
@@ -114,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 raw.setdefault(app, {}).setdefault(builder, []).append(
                     one_repetition(app, builder, workdir, reproducible=not args.no_reproducible)
                 )
-    lines = [f"{'app':12} {'builder':8} {'scenario':10} {'seconds median (min-max)':>26} {'/cold':>6} {'peak MiB':>9} {'cache MiB':>9}"]
+    lines = [
+        f"{'app':12} {'builder':8} {'scenario':10} {'seconds median (min-max)':>26} {'/cold':>6} {'peak MiB':>9} {'cache MiB':>9} {'disk MiB':>9}"
+    ]
     report: dict[str, object] = {"reps": args.reps, "reproducible": not args.no_reproducible, "apps": {}}
     for app, by_builder in raw.items():
         app_report: dict[str, object] = {}
@@ -125,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = [r[name]["seconds"] for r in reps]
                 ratios = [r[name]["seconds"] / r["cold"]["seconds"] for r in reps]
                 peak = max(r[name]["peak_mib"] for r in reps)
+                disk = max(r[name]["disk_mib"] for r in reps)
                 cache = statistics.median(r[name]["cache_bytes"] for r in reps) / 2**20
-                rows[name] = {"seconds": seconds, "ratio_to_cold": ratios, "peak_mib": peak, "cache_mib": cache}
+                rows[name] = {"seconds": seconds, "ratio_to_cold": ratios, "peak_mib": peak, "cache_mib": cache, "disk_mib": disk}
                 lines.append(
-                    f"{app:12} {builder:8} {name:10} {summary(seconds):>26} {statistics.median(ratios):6.2f} {peak:9.0f} {cache:9.1f}"
+                    f"{app:12} {builder:8} {name:10} {summary(seconds):>26} {statistics.median(ratios):6.2f} {peak:9.0f} {cache:9.1f} {disk:9.0f}"
                 )
             rows["cold_median"] = {"seconds": [statistics.median(cold)]}
             app_report[builder] = rows

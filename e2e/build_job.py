@@ -289,6 +289,9 @@ class JobResult:
     daemon_peak_kib: int
     leftover: list[str] = field(default_factory=list)
     """Processes of the job still running when its script exited (the harness then kills them)."""
+    disk_peak_kib: int = 0
+    """Peak disk use of the job folder (HOME with the builder's state, the checkout, run dir): what
+    counts against the build container's ephemeral storage in a pod."""
 
     @property
     def step_lines(self) -> list[str]:
@@ -538,7 +541,7 @@ def _execute(
         command = ["setpriv", f"--reuid={session.user.uid}", f"--regid={session.user.gid}", "--init-groups", "--", *command]
     started = time.monotonic()
     leftover: list[str] = []
-    with _daemon_memory() as peak:
+    with _daemon_memory(job) as peak:
         process = subprocess.Popen(
             command, env=environment, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -551,20 +554,36 @@ def _execute(
             output += f"\n[harness] job timed out after {timeout:.0f}s and was killed\n".encode()
         finally:
             _kill_session(process.pid)
-    result = JobResult(process.returncode, output.decode(errors="replace"), time.monotonic() - started, peak[0], leftover)
+    result = JobResult(process.returncode, output.decode(errors="replace"), time.monotonic() - started, peak[0], leftover, peak[1])
     job.with_suffix(".log").write_text(result.output)
     _remove(job)
     return result
 
 
+def _disk_kib(folder: Path) -> int:
+    total = 0
+    for root, dirs, files in os.walk(folder):
+        for name in files + dirs:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total // 1024
+
+
 @contextmanager
-def _daemon_memory() -> Iterator[list[int]]:
-    """Samples the peak RSS (VmHWM, KiB) of any buildkitd or buildah process while the block runs."""
-    peak = [0]
+def _daemon_memory(job: Path | None = None) -> Iterator[list[int]]:
+    """Samples the peak RSS (VmHWM, KiB) of any buildkitd or buildah process while the block runs, and
+    (every half second) the disk use of `job` in KiB: [memory, disk]."""
+    peak = [0, 0]
     done = threading.Event()
 
     def sample() -> None:
+        ticks = 0
         while not done.wait(0.1):
+            ticks += 1
+            if job is not None and ticks % 5 == 0:
+                peak[1] = max(peak[1], _disk_kib(job))
             for status in Path("/proc").glob("[0-9]*/status"):
                 try:
                     text = status.read_text()
@@ -583,6 +602,8 @@ def _daemon_memory() -> Iterator[list[int]]:
     finally:
         done.set()
         thread.join()
+        if job is not None:  # the state the job leaves behind counts too
+            peak[1] = max(peak[1], _disk_kib(job))
 
 
 def session_processes(sid: int) -> list[int]:

@@ -166,26 +166,38 @@ def test_prod_in_the_same_account_finds_the_oidc_provider_instead_of_creating_it
     assert prod["outputs"]["releaseStatus"] == "deployed"
 
 
-def test_a_configured_oidc_provider_arn_that_does_not_exist_is_a_clear_error(
-    platform: LocalPlatform, project: Path, dev: dict[str, Any]
+@pytest.mark.parametrize(
+    ("arn", "expected"),
+    [
+        # in the stack's account (moto's), but no such provider (dev's is arn:aws:..., this is another partition's)
+        ("arn:aws-us-gov:iam::123456789012:oidc-provider/gitlab.com", "': no IAM OIDC provider for https://gitlab.com with that ARN"),
+        # another account's: refused by name before the lookup (a role trusts only its own account's providers)
+        (
+            "arn:aws:iam::210987654321:oidc-provider/gitlab.com",
+            "': is in account 210987654321, but this stack's AWS provider is in account 123456789012",
+        ),
+    ],
+)
+def test_a_configured_oidc_provider_arn_that_cannot_be_used_is_a_clear_error(
+    platform: LocalPlatform, project: Path, dev: dict[str, Any], arn: str, expected: str
 ) -> None:
     config = namespaced(stack_file_config("prod"), "prodx")
     config["gitlab-buildkit-runner:credentials"] = {
         **config["gitlab-buildkit-runner:credentials"],
         "oidcProvider": "existing",
-        "oidcProviderArn": "arn:aws:iam::210987654321:oidc-provider/gitlab.com",  # another account's
+        "oidcProviderArn": arn,
     }
     platform.new_stack("prodx", config, project)
-    result = platform.pulumi("up", "--yes", project=project, stack="prodx", check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "credentials.oidcProviderArn = 'arn:aws:iam::210987654321:oidc-provider/gitlab.com': no IAM OIDC provider" in output, output[
-        -3000:
-    ]
-    assert TRACEBACK not in output
-    types = {r["type"] for r in platform.export(project, "prodx")["deployment"].get("resources") or []}
-    assert types <= {"pulumi:pulumi:Stack", "pulumi:providers:kubernetes", "pulumi:providers:aws", "pulumi:providers:gitlab"}, types
-    platform.pulumi("stack", "rm", "--yes", "--force", project=project, stack="prodx")
+    try:
+        result = platform.pulumi("up", "--yes", project=project, stack="prodx", check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output[-3000:]
+        assert f"credentials.oidcProviderArn = '{arn}{expected}" in output, output[-3000:]
+        assert TRACEBACK not in output
+        types = {r["type"] for r in platform.export(project, "prodx")["deployment"].get("resources") or []}
+        assert types <= {"pulumi:pulumi:Stack", "pulumi:providers:kubernetes", "pulumi:providers:aws", "pulumi:providers:gitlab"}, types
+    finally:  # whatever happened, the next case (and the module's other stacks) start without it
+        platform.pulumi("stack", "rm", "--yes", "--force", project=project, stack="prodx", check=False)
 
 
 # --- b: the runner's job pods from the live config.toml -------------------------------------------------
