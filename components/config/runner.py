@@ -136,6 +136,9 @@ class RunnerConfig(ConfigModel):
     """Names of the Localhost profiles in jobSecurityMode 'confined' (unset: the stack's defaults)."""
     acknowledge_unconfined: bool = False
     """Must be true to use jobSecurityMode 'unconfined'."""
+    # Ephemeral storage: the largest job measured by `make bench-build` peaks at 383 MiB on disk (a small
+    # Go service; docs/benchmark.md "Disk per job"); 10Gi/40Gi leave room for real bases and dependency
+    # trees. Required (see _builds_have_ephemeral_storage): without it the LimitRange default applies.
     build_resources: Resources = Resources(
         cpu_request="1",
         cpu_limit="4",
