@@ -129,8 +129,10 @@ def render_yaml(value: Any, indent: int = 0) -> str:
 
 
 def to_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
     if isinstance(value, Raw):
-        return json.loads(value.text) if value.text in ("true", "false") else value.text
+        return json.loads(value.text) if value.text in ("true", "false") or value.text.isdigit() else value.text
     if isinstance(value, dict):
         value = list(value.items())
     if isinstance(value, list) and value and isinstance(value[0], tuple):
@@ -138,12 +140,27 @@ def to_json(value: Any) -> Any:
     return [to_json(item) for item in value]
 
 
+# Harmless edits in the API's own spelling: the pack passes these, so the property is also exercised on
+# patches it lets through (and the oracle confirms they weaken nothing).
+HARMLESS: list[tuple[list[str], st.SearchStrategy[Any]]] = [
+    (["nodeSelector"], st.just([("pool", Raw("builds"))])),
+    (["terminationGracePeriodSeconds"], st.just(Raw("30"))),
+    (["containers"], st.just([[("name", Raw("build")), ("resources", [("limits", [("memory", Raw("8Gi"))])])]])),
+]
+PASSED: list[dict[str, str]] = []
+
+
 @st.composite
 def patches(draw: st.DrawFn) -> dict[str, str]:
-    path, value = draw(weakening())
+    value: Any
+    if draw(st.integers(0, 4)) == 0:
+        path, values = draw(st.sampled_from(HARMLESS))
+        value = draw(values)
+    else:
+        path, value = draw(weakening())
     patch_type = draw(st.sampled_from(["strategic", "merge", "json"]))
     if patch_type == "json":
-        if isinstance(value, list):  # a container entry: appended to the list
+        if path[0].casefold() in {name.casefold() for name in LISTS}:  # a container entry: appended to the list
             ops = [{"op": "add", "path": f"/{path[0]}/-", "value": to_json(value[0])}]
         else:
             ops = [{"op": "add", "path": "/" + "/".join(path), "value": to_json(value)}]
@@ -240,6 +257,7 @@ def test_no_patch_the_pack_passes_weakens_the_job_pod(
     effective = oracle.effective_pod(stack.base, stack.annotations, [*stack.own_patches, patch], JOB_LEVEL, PSA_VERSION)
     if "error" in effective or not pack_passes(pack, stack, patch):
         return  # the runner fails the job, or the pack refuses: nothing weaker runs
+    PASSED.append(patch)
     assert effective["allowed"], f"the pack passed {patch!r}; PSA {JOB_LEVEL} forbids the runner's pod: {effective['forbidden']}"
     assert weaker_profiles(effective["spec"], stack.own_pod) == [], f"the pack passed {patch!r}"
 
@@ -251,3 +269,8 @@ def test_the_generator_reaches_pods_psa_forbids(oracle: PatchOracle, stacks: dic
     for patch in ({"patch_type": "strategic", "patch": "hostpid: y"}, {"patch_type": "merge", "patch": f"hostNetwor{KELVIN}: true"}):
         effective = oracle.effective_pod(stack.base, stack.annotations, [*stack.own_patches, patch], JOB_LEVEL, PSA_VERSION)
         assert effective.get("allowed") is False, effective
+
+
+def test_the_property_saw_patches_the_pack_passes() -> None:
+    """Runs after the property (file order): it judged some patches the pack let through, not only refusals."""
+    assert PASSED, "no generated patch passed the pack: the property above only ever saw refusals"
