@@ -15,6 +15,7 @@ BASE_CONFIG: dict[str, Any] = {
     "runner": {"scope": {"type": "project_type", "projectId": 42}, "tags": ["buildkit"]},
     "registry": {"region": "eu-west-1", "applications": ["web", "api"]},
     "gitlab": {"url": "https://gitlab.example.com"},
+    "network": {"policyEngine": "calico"},
 }
 
 

@@ -855,3 +855,37 @@ def test_pod_security_version_is_what_psa_parses(version: str) -> None:
 
 def test_pod_security_version_may_be_newer_than_the_floor() -> None:
     assert parse_config(make_config(kubernetes={"podSecurityVersion": "v1.35"})).kubernetes.pod_security_version == "v1.35"
+
+
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [
+        (None, "gitlab-buildkit-runner:network = null: is required, with at least policyEngine"),
+        ({}, "network.policyEngine = null: is required: name the cluster's NetworkPolicy engine"),
+        ({"policyEngine": "vpc-cni"}, 'network.policyEngine = "vpc-cni": does not enforce NetworkPolicies on the runner\'s job pods'),
+        ({"policyEngine": "none"}, 'network.policyEngine = "none": does not enforce'),
+        ({"policyEngine": "weave"}, "network.policyEngine"),
+        (
+            {"policyEngine": "calico", "acknowledgeUnenforcedJobIsolation": True},
+            "network.acknowledgeUnenforcedJobIsolation = true: is only meaningful",
+        ),
+    ],
+)
+def test_the_network_policy_engine_is_named_and_an_unenforcing_one_acknowledged(network: dict | None, expected: str) -> None:
+    # Regression: the README promised job isolation on the VPC CNI, which does not enforce on bare pods.
+    raw = make_config()
+    if network is None:
+        raw.pop("network")
+    else:
+        raw["network"] = network
+    assert expected in error_of(raw)
+
+
+@pytest.mark.parametrize("engine", ["vpc-cni", "none"])
+def test_an_unenforcing_engine_with_acknowledgement_is_accepted(engine: str) -> None:
+    cfg = parse_config(make_config(network={"policyEngine": engine, "acknowledgeUnenforcedJobIsolation": True}))
+    assert cfg.network.policy_engine == engine
+
+
+def test_disabled_network_policies_need_no_engine() -> None:
+    assert parse_config(make_config(network={"enabled": False, "policyEngine": None})).network.enabled is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -13,10 +14,24 @@ from .fields import Cidr, DnsLabel
 # Ref: https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html
 METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254", "169.254.170.23", "fd00:ec2::23")
 
+PolicyEngine = Literal["calico", "cilium", "vpc-cni", "none"]
+# Engines that enforce NetworkPolicies on the runner's job pods: the Kubernetes executor creates bare
+# pods (no ownerReferences), which the Amazon VPC CNI's network policy agent does not enforce on.
+# Ref: https://docs.aws.amazon.com/eks/latest/userguide/cni-network-policy.html ("You can't apply network
+# policies to standalone Pods that don't have the metadata.ownerReferences set")
+ENFORCING_ENGINES = ("calico", "cilium")
+
 
 class NetworkConfig(ConfigModel):
     enabled: bool = True
     """Create the NetworkPolicies (needs a CNI that enforces them)."""
+    policy_engine: PolicyEngine | None = None
+    """The cluster's NetworkPolicy engine: 'calico' or 'cilium' (enforce on job pods), 'vpc-cni' (does not
+    enforce on the runner's bare job pods) or 'none'; required while enabled (README 'Network isolation
+    per engine')."""
+    acknowledge_unenforced_job_isolation: bool = False
+    """Must be true with policyEngine 'vpc-cni' or 'none': job pods are then not isolated by the
+    NetworkPolicies, only by node-level defences (IMDSv2 hop limit 1, no Pod Identity for jobs)."""
     job_egress_cidrs: list[Cidr] = ["0.0.0.0/0", "::/0"]
     """Where job pods may connect (besides DNS)."""
     # Always excluded from job egress, whatever the allow-list says.
@@ -34,6 +49,24 @@ class NetworkConfig(ConfigModel):
     """Namespace of cluster DNS (pods labelled k8s-app=kube-dns)."""
     metrics_namespace: DnsLabel | None = None
     """Namespace allowed to scrape the manager's metrics; unset denies all ingress."""
+
+    @model_validator(mode="after")
+    def _engine_enforces_or_is_acknowledged(self) -> NetworkConfig:
+        engine = self.policy_engine
+        if self.acknowledge_unenforced_job_isolation and engine in ENFORCING_ENGINES:
+            raise RuleViolation(
+                "acknowledgeUnenforcedJobIsolation", True, f"is only meaningful with policyEngine 'vpc-cni' or 'none' ({engine!r} enforces)"
+            )
+        if self.enabled and engine is not None and engine not in ENFORCING_ENGINES and not self.acknowledge_unenforced_job_isolation:
+            raise RuleViolation(
+                "policyEngine",
+                engine,
+                "does not enforce NetworkPolicies on the runner's job pods (bare pods, no ownerReferences): build steps could "
+                "reach instance metadata, the VPC and the API server whatever the policies say. Use 'calico' or 'cilium' "
+                "(policy enforcement beside the VPC CNI works), or set acknowledgeUnenforcedJobIsolation: true after the "
+                "node-level defences in README 'Network isolation per engine'",
+            )
+        return self
 
     @model_validator(mode="after")
     def _lists_are_not_empty(self) -> NetworkConfig:

@@ -119,6 +119,23 @@ class StackConfig(ConfigModel):
         return self
 
     @model_validator(mode="after")
+    def _network_policy_engine_is_named(self) -> StackConfig:
+        if "network" in self.model_fields_set and self.network.enabled and self.network.policy_engine is None:
+            raise RuleViolation(
+                "network.policyEngine",
+                None,
+                "is required: name the cluster's NetworkPolicy engine ('calico', 'cilium', 'vpc-cni' or 'none'); the job "
+                "isolation the stack's NetworkPolicies describe holds only where the engine enforces them on job pods",
+            )
+        if "network" not in self.model_fields_set:
+            raise RuleViolation(
+                "network",
+                None,
+                "is required, with at least policyEngine: the cluster's NetworkPolicy engine ('calico', 'cilium', 'vpc-cni' or 'none')",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _environment_scope_is_exact_outside_dev(self) -> StackConfig:
         scope = self.gitlab.environment_scope
         if scope is not None and self.environment != "dev" and "*" in scope:
