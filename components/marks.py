@@ -40,3 +40,14 @@ BUILD_CACHE_ROLE = "buildkit-cache"
 def component_type(module: str, noun: str) -> str:
     """A component's type token, `<project>:<module>:<Noun>`. Never change one once deployed (URNs)."""
     return f"{PROJECT}:{module}:{noun}"
+
+
+# On every job pod: node autoscalers must not evict a running build to scale a node down.
+# Ref: https://karpenter.sh/docs/concepts/disruption/#pod-level-controls (karpenter.sh/do-not-disrupt)
+# Ref: https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/FAQ.md (safe-to-evict)
+DO_NOT_DISRUPT_ANNOTATIONS = {"karpenter.sh/do-not-disrupt": "true", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+
+
+def job_priority_class_name(job_namespace: str) -> str:
+    """PriorityClasses are cluster-wide: one per job namespace, so two stacks in a cluster never share one."""
+    return f"{PROJECT}-jobs-{job_namespace}"

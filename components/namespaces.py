@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config import KubernetesConfig, RunnerConfig
-from .marks import MANAGED_BY, component_type
+from .marks import MANAGED_BY, PROJECT, component_type, job_priority_class_name
 from .namespace_documents import (
     job_limit_range_spec,
     job_namespace_annotations,
@@ -73,6 +73,18 @@ class RunnerNamespaces(pulumi.ComponentResource):
             )
             if quota_spec
             else None
+        )
+        priority = args.runner.job_priority
+        # Cluster-scoped, named after the job namespace (two stacks in a cluster never share it); the
+        # runner's config.toml names it (priority_class_name) for every job pod.
+        self.job_priority_class = k8s.scheduling.v1.PriorityClass(
+            f"{name}-job-priority",
+            metadata={"name": job_priority_class_name(kube.job_namespace), "labels": MANAGED_BY},
+            value=priority.value,
+            preemption_policy=priority.preemption_policy,
+            global_default=False,
+            description=f"CI build jobs of {PROJECT} in namespace {kube.job_namespace}",
+            opts=child,
         )
         self.register_outputs({"managerNamespace": self.manager_name, "jobNamespace": self.job_name})
 

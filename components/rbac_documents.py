@@ -34,7 +34,10 @@ PREVIEW_NAMESPACED_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("networking.k8s.io", "networkpolicies", ("get", "list", "watch")),
     ("apps", "deployments", ("get", "list", "watch")),
 )
-PREVIEW_CLUSTER_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (("", "namespaces", ("get", "list", "watch")),)
+PREVIEW_CLUSTER_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("", "namespaces", ("get", "list", "watch")),
+    ("scheduling.k8s.io", "priorityclasses", ("get", "list", "watch")),  # the job pods' class
+)
 
 
 def preview_rules(rules: tuple[tuple[str, str, tuple[str, ...]], ...]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict
 
 from .config import RunnerConfig
+from .marks import DO_NOT_DISRUPT_ANNOTATIONS, job_priority_class_name
 
 BUILD_CONTAINER = "build"
 # allowed_services must never be empty: the runner reads an empty list as "any service". Image names
@@ -97,6 +98,7 @@ class KubernetesExecutor(_Toml):
     cpu_limit_overwrite_max_allowed: str | None = None
     memory_limit_overwrite_max_allowed: str | None = None
     node_selector: dict[str, str] = {}
+    priority_class_name: str | None = None
     pod_annotations: dict[str, str] = {}
     pod_security_context: PodSecurityContext
     build_container_security_context: ContainerSecurityContext
@@ -133,7 +135,7 @@ def build_runner_config(
     build = runner.build_resources
     helper = runner.helper_resources
     patches: list[PodSpecPatch] = []
-    annotations: dict[str, str] = {}
+    annotations: dict[str, str] = dict(DO_NOT_DISRUPT_ANNOTATIONS)
     if unconfined:
         # Runner 18.9 (chart 0.86.0) has no native seccomp/AppArmor fields: AppArmor goes through the
         # annotation, seccomp through a pod_spec patch.
@@ -203,6 +205,7 @@ def build_runner_config(
                     cpu_limit_overwrite_max_allowed=runner.cpu_limit_overwrite_max,
                     memory_limit_overwrite_max_allowed=runner.memory_limit_overwrite_max,
                     node_selector=dict(runner.node_selector),
+                    priority_class_name=job_priority_class_name(job_namespace),
                     pod_annotations=annotations,
                     pod_security_context=PodSecurityContext(fs_group=BUILDKIT_UID),
                     # The init-permissions container (helper image) only touches and chmods the log file.

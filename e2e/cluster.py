@@ -257,7 +257,12 @@ class LocalCluster:
         stop_processes(self.processes, grace=20)
 
 
-PLURALS = {"LimitRange": "limitranges", "NetworkPolicy": "networkpolicies", "ResourceQuota": "resourcequotas"}
+PLURALS = {
+    "LimitRange": "limitranges",
+    "NetworkPolicy": "networkpolicies",
+    "ResourceQuota": "resourcequotas",
+    "PriorityClass": "priorityclasses",
+}
 
 
 def collection_path(manifest: dict[str, Any]) -> str:

@@ -109,6 +109,8 @@ def job_pod(kube: dict[str, Any], name: str, *, services: int = 0) -> dict[str, 
     }
     if kube.get("node_selector"):
         spec["nodeSelector"] = dict(kube["node_selector"])
+    if kube.get("priority_class_name"):  # the executor's PriorityClassName (executors/kubernetes)
+        spec["priorityClassName"] = kube["priority_class_name"]
     for patch in kube.get("pod_spec") or []:
         spec = apply_patch(spec, patch.get("patch_type", "strategic"), patch["patch"], patch["name"])
     return {

@@ -33,3 +33,5 @@ def is_profile_name(value: object, pattern: str) -> bool:
 # On an ECR repository (AWS tag): BUILD_CACHE_ROLE marks the one repository whose tags may move.
 REPOSITORY_ROLE_TAG = "gitlab-buildkit-runner/repository-role"
 BUILD_CACHE_ROLE = "buildkit-cache"
+# The PriorityClass the stack creates for a job namespace's pods: this prefix and the namespace.
+JOB_PRIORITY_CLASS_PREFIX = "gitlab-buildkit-runner-jobs-"

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from marks import JOB_PRIORITY_CLASS_PREFIX
 from pod_security_controls import APPARMOR_ANNOTATION_PREFIX, LocalhostProfile, localhost_profiles, violations
 from pod_spec_patches import PatchError, job_pod, patched_job_pod
 
@@ -211,6 +212,7 @@ SCHEMA: dict[str, Any] = {
                         "cpu_request_overwrite_max_allowed",
                         "memory_request_overwrite_max_allowed",
                         "node_selector",
+                        "priority_class_name",  # only the stack's class (checked below)
                         "pod_annotations",
                         "pod_labels",
                         "cap_add",
@@ -358,6 +360,14 @@ def runner_config_problems(
         if volumes.get("host_path"):
             names = [v.get("name") for v in volumes["host_path"]]
             add("gitlab-runner-host-volumes", f"{where}.kubernetes.volumes.host_path {names}")
+        priority = kube.get("priority_class_name")
+        if priority is not None and priority != f"{JOB_PRIORITY_CLASS_PREFIX}{namespace}":
+            # system-node-critical and friends would let builds preempt (and outlive) system pods.
+            add(
+                "gitlab-runner-config-understood",
+                f"{where}.kubernetes.priority_class_name = {priority!r}: only the stack's class for the job namespace "
+                f"({JOB_PRIORITY_CLASS_PREFIX}{namespace!s}) may be named",
+            )
         if (kube.get("pod_security_context") or {}).get("run_as_user") == 0:
             add("gitlab-runner-privileged", f"{where}.kubernetes.pod_security_context.run_as_user = 0")
         try:

@@ -119,7 +119,7 @@ def test_unconfined_mode_reaches_the_rendered_config() -> None:
         )
     )
     kube = tomllib.loads(rendered(run).config_template_toml())["runners"][0]["kubernetes"]
-    assert kube["pod_annotations"] == {"container.apparmor.security.beta.kubernetes.io/build": "unconfined"}
+    assert kube["pod_annotations"]["container.apparmor.security.beta.kubernetes.io/build"] == "unconfined"
     assert "Unconfined" in kube["pod_spec"][0]["patch"]
 
 

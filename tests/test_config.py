@@ -889,3 +889,15 @@ def test_an_unenforcing_engine_with_acknowledgement_is_accepted(engine: str) -> 
 
 def test_disabled_network_policies_need_no_engine() -> None:
     assert parse_config(make_config(network={"enabled": False, "policyEngine": None})).network.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("priority", "expected"),
+    [
+        ({"value": 1000000001}, "runner.jobPriority.value = 1000000001: Input should be less than or equal to 1000000000"),
+        ({"value": 2000001000}, "runner.jobPriority.value = 2000001000"),  # system-node-critical's value
+        ({"preemptionPolicy": "Always"}, "runner.jobPriority.preemptionPolicy"),
+    ],
+)
+def test_job_priority_stays_out_of_the_system_range(priority: dict, expected: str) -> None:
+    assert expected in error_of(make_config(runner={"scope": SCOPE, "jobPriority": priority}))

@@ -28,6 +28,7 @@ from components.confined_profiles import (
     seccomp_profile_sha256,
     seccomp_profile_text,
 )
+from components.marks import DO_NOT_DISRUPT_ANNOTATIONS
 from components.namespace_documents import job_namespace_annotations, job_namespace_labels
 from components.runner_config import render_toml
 from verify.harness import run_program
@@ -153,7 +154,7 @@ def test_the_profiles_go_on_the_build_container_only_through_one_patch() -> None
     runner = kube_of(confined(confinedProfiles={"seccomp": "acme/buildkit.json", "appArmor": "acme-buildkit"}))
     kube = runner["kubernetes"]
     assert runner["feature_flags"] == {"FF_USE_ADVANCED_POD_SPEC_CONFIGURATION": True}
-    assert kube.get("pod_annotations", {}) == {}
+    assert kube.get("pod_annotations", {}) == DO_NOT_DISRUPT_ANNOTATIONS  # no AppArmor annotation: the patch sets profiles
     ((patch),) = kube["pod_spec"]
     assert (patch["name"], patch["patch_type"]) == ("buildkit-localhost-profiles", "strategic")
     assert json.loads(patch["patch"]) == {
@@ -301,7 +302,14 @@ APPARMOR = f'{{"type": "Localhost", "localhostProfile": "{DEFAULT_APPARMOR_PROFI
 
 
 def annotation(key: str, value: str) -> Callable[[str], str]:
-    return lambda t: t + f'\n[runners.kubernetes.pod_annotations]\n"{key}" = "{value}"\n'
+    """Adds a pod annotation to the config's existing table (every job pod has the autoscalers' marks)."""
+    header = "[runners.kubernetes.pod_annotations]\n"
+
+    def edit(t: str) -> str:
+        assert header in t
+        return t.replace(header, f'{header}"{key}" = "{value}"\n', 1)
+
+    return edit
 
 
 @pytest.mark.parametrize(

@@ -150,3 +150,7 @@ def test_the_packs_podspec_field_names_are_the_kubernetes_schemas() -> None:
     types = json.loads(podspec_schema.OUT.read_text())["types"]
     assert types["PodSpec"]["hostPID"] == {"scalar": "boolean"}
     assert types["Container"]["volumeMounts"]["mergeKey"] == "mountPath"
+
+
+def test_the_pack_knows_the_stacks_job_priority_class() -> None:
+    assert marks.job_priority_class_name("ns") == f"{pack_marks.JOB_PRIORITY_CLASS_PREFIX}ns"

@@ -207,4 +207,4 @@ def test_preview_rules_only_read_and_never_secrets() -> None:
     for rule in preview_rules(PREVIEW_NAMESPACED_RULES) + preview_rules(PREVIEW_CLUSTER_RULES):
         assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
         assert not {"secrets", "pods/exec", "pods/attach", "serviceaccounts/token", "*"} & set(rule["resources"]), rule
-    assert [r["resources"] for r in preview_rules(PREVIEW_CLUSTER_RULES)] == [["namespaces"]]
+    assert [r["resources"] for r in preview_rules(PREVIEW_CLUSTER_RULES)] == [["namespaces"], ["priorityclasses"]]

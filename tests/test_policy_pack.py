@@ -420,8 +420,8 @@ def runner_toml_edit(edit: Callable[[str], str]) -> Callable[[dict[str, Any]], N
         (
             "apparmor unconfined",
             lambda t: t.replace(
-                "privileged = false\n",
-                'privileged = false\n[runners.kubernetes.pod_annotations]\n"container.apparmor.security.beta.kubernetes.io/build" = "unconfined"\n',
+                "[runners.kubernetes.pod_annotations]\n",
+                '[runners.kubernetes.pod_annotations]\n"container.apparmor.security.beta.kubernetes.io/build" = "unconfined"\n',
                 1,
             ),
             ["gitlab-runner-unconfined-profiles"],

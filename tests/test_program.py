@@ -41,6 +41,7 @@ def test_components_and_their_children(run: ProgramRun) -> None:
             ("kubernetes:core/v1:Namespace", "runner-manager"),
             ("kubernetes:core/v1:Namespace", "runner-jobs"),
             ("kubernetes:core/v1:LimitRange", "runner-job-limits"),
+            ("kubernetes:scheduling.k8s.io/v1:PriorityClass", "runner-job-priority"),
         },
         "gitlab-buildkit-runner:kubernetes:RunnerRbac": {
             ("kubernetes:core/v1:ServiceAccount", "runner-manager"),

@@ -47,8 +47,11 @@ def test_baseline_runner_config_key_by_key() -> None:
         assert kube[key] == {"privileged": False, "allow_privilege_escalation": False, "capabilities": {"drop": ["NET_RAW"]}}
     assert kube["pod_security_context"] == {"fs_group": 1000}
     assert kube["volumes"] == {"empty_dir": [{"name": "buildkit-state", "mount_path": BUILDKIT_STATE_DIR, "size_limit": "30Gi"}]}
-    # No seccomp/AppArmor settings in baseline mode, and no overwrite of anything.
-    assert "pod_annotations" not in kube and "pod_spec" not in kube
+    # No seccomp/AppArmor settings in baseline mode, and no overwrite of anything; every job pod carries
+    # the autoscalers' do-not-disrupt marks and the stack's PriorityClass.
+    assert kube["pod_annotations"] == {"karpenter.sh/do-not-disrupt": "true", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    assert kube["priority_class_name"] == f"gitlab-buildkit-runner-jobs-{kube['namespace']}"
+    assert "pod_spec" not in kube
     assert not [k for k in kube if k.endswith("_overwrite_allowed")]
     assert "helper_image" not in kube
 
@@ -58,7 +61,11 @@ def test_unconfined_mode_adds_apparmor_annotation_and_seccomp_patch() -> None:
     (runner,) = doc["runners"]
     kube = runner["kubernetes"]
     assert runner["feature_flags"] == {"FF_USE_ADVANCED_POD_SPEC_CONFIGURATION": True}
-    assert kube["pod_annotations"] == {APPARMOR_ANNOTATION: "unconfined"}
+    assert kube["pod_annotations"] == {
+        APPARMOR_ANNOTATION: "unconfined",
+        "karpenter.sh/do-not-disrupt": "true",
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+    }
     (patch,) = kube["pod_spec"]
     assert patch["patch_type"] == "strategic"
     assert json.loads(patch["patch"]) == {"containers": [{"name": "build", "securityContext": {"seccompProfile": {"type": "Unconfined"}}}]}

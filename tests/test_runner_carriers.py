@@ -167,3 +167,15 @@ def test_a_secret_unknown_at_preview_is_judged_by_its_keys(pack: PolicyPack) -> 
 
     assert POLICY not in mandatory(pack, "kubernetes:core/v1:Secret", {"metadata": {"name": "s"}, "stringData": {"token": UNKNOWN}})
     assert POLICY in mandatory(pack, "kubernetes:core/v1:Secret", {"metadata": {"name": "s"}, "stringData": {"config.toml": UNKNOWN}})
+
+
+@pytest.mark.parametrize("name", ["system-node-critical", "system-cluster-critical", "gitlab-buildkit-runner-jobs-elsewhere"])
+def test_job_pods_may_only_name_the_stacks_priority_class(pack: PolicyPack, release: dict[str, Any], name: str) -> None:
+    props = copy.deepcopy(release)
+    config = props["values"]["runners"]["config"]
+    props["values"]["runners"]["config"] = config.replace(
+        'priority_class_name = "gitlab-buildkit-runner-jobs-', f'priority_class_name = "{name}"\n# was "gitlab-buildkit-runner-jobs-', 1
+    )
+    assert props["values"]["runners"]["config"] != config
+    found = messages(pack, RELEASE, props, "gitlab-runner-config-understood")
+    assert any(f"priority_class_name = {name!r}: only the stack's class" in m for m in found), found

@@ -85,6 +85,16 @@ class RunnerScope(ConfigModel):
         return self
 
 
+class JobPriority(ConfigModel):
+    """The PriorityClass of job pods (one per job namespace, named after it)."""
+
+    value: int = Field(1000, ge=-2147483648, le=1000000000)
+    """Priority of job pods: at most 1000000000 (higher values are reserved for system classes); the
+    default sits above pods without a class (0) and far below system pods."""
+    preemption_policy: Literal["Never", "PreemptLowerPriority"] = "Never"
+    """'Never' (default): a pending build waits rather than evicting other pods."""
+
+
 class RunnerConfig(ConfigModel):
     chart_version: Annotated[str, matching(SEMVER, "an exact chart version such as '0.86.0'")] = "0.86.0"
     """Exact version of the gitlab-runner chart."""
@@ -179,6 +189,9 @@ class RunnerConfig(ConfigModel):
     """Let jobs raise their CPU limit up to this (KUBERNETES_CPU_LIMIT); unset forbids it."""
     memory_limit_overwrite_max: ByteQuantity | None = None
     """Let jobs raise their memory limit up to this; unset forbids it."""
+    job_priority: JobPriority = JobPriority()
+    """PriorityClass of job pods; with the autoscalers' do-not-disrupt annotations on every job pod, a
+    node scale-down does not evict a running build."""
     node_selector: dict[LabelKey, LabelValue] = {}
     """Node selector for job pods and the manager (e.g. nodes with user namespaces enabled)."""
 

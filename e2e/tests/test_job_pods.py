@@ -35,6 +35,15 @@ def deploy_namespaces(cluster: LocalCluster, run: ProgramRun) -> None:
     for kind in ("Namespace", "ServiceAccount", "LimitRange", "ResourceQuota"):
         for manifest in manifests(run, kind):
             cluster.create(manifest)
+    for r in run.resources:  # the job pods' PriorityClass (cluster-scoped: one per job namespace)
+        if r.type == "kubernetes:scheduling.k8s.io/v1:PriorityClass":
+            manifest = {**{k: v for k, v in r.inputs.items() if k not in ("apiVersion", "kind")}}
+            manifest.update(apiVersion="scheduling.k8s.io/v1", kind="PriorityClass", value=int(manifest["value"]))
+            try:
+                cluster.create(manifest)
+            except ApiError as exc:
+                if "already exists" not in str(exc):
+                    raise
     for quota in manifests(run, "ResourceQuota"):  # quota admission needs the controller's first count
         deadline = time.monotonic() + 60
         while not (cluster.get(quota).get("status") or {}).get("hard"):
@@ -76,6 +85,11 @@ def test_the_manager_pod_is_admitted_under_restricted(cluster: LocalCluster, pro
 def test_the_job_pod_is_admitted_with_its_own_resources(cluster: LocalCluster, prod: ProgramRun) -> None:
     kube = runner_kube(prod)
     created = cluster.create(job_pod(kube, "job-1"))
+    # The stack's PriorityClass resolved by the Priority admission plugin, and the autoscalers' marks.
+    assert created["spec"]["priorityClassName"] == f"gitlab-buildkit-runner-jobs-{kube['namespace']}"
+    assert created["spec"]["priority"] == 1000 and created["spec"]["preemptionPolicy"] == "Never"
+    assert created["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
+    assert created["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
     containers = {c["name"]: c for c in [*created["spec"]["initContainers"], *created["spec"]["containers"]]}
     for name, prefix in (("build", ""), ("helper", "helper_"), ("init-permissions", "helper_")):
         resources = containers[name]["resources"]
