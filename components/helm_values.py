@@ -85,6 +85,14 @@ def build_helm_values(
         # Ref: gitlab-org/gitlab-runner#4215; chart templates/_helpers.tpl "gitlab-runner.unregisterRunners".
         "terminationGracePeriodSeconds": runner.maximum_timeout_seconds + SHUTDOWN_MARGIN_SECONDS,
         "deploymentLifecycle": {"preStop": {"exec": {"command": list(GRACEFUL_STOP_COMMAND)}}},
+        # Recreate: the new manager starts only once the old one has finished its jobs and is gone. The
+        # chart renders no strategy, and the default RollingUpdate runs the draining old manager (up to
+        # the grace period above) beside the new one, which takes new jobs: up to 2 x concurrent job
+        # pods, over a quota sized for one manager ('exceeded quota' failures). The price: a rollout
+        # pauses job pickup (jobs wait in GitLab, none fail) until the old manager's jobs end. README
+        # "Manager rollouts".
+        # Ref: https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#recreate-deployment
+        "strategy": {"type": "Recreate"},
         "rbac": {"create": False},
         "serviceAccount": {"create": False, "name": service_account},
         "securityContext": manager_security_context(),

@@ -37,6 +37,7 @@ ALLOWED_VALUES: dict[str, Any] = {
     "unregisterRunners": LEAF,
     "terminationGracePeriodSeconds": LEAF,
     "deploymentLifecycle": {"preStop": {"exec": {"command": LEAF}}},
+    "strategy": {"type": "Recreate"},  # one manager at a time: the job quota holds one manager's jobs
     "rbac": {"create": False},
     "serviceAccount": {"create": False, "name": LEAF},
     "securityContext": {
@@ -137,6 +138,9 @@ def _runner_values(args: ResourceValidationArgs, report_violation: ReportViolati
     unknown = sorted(key for key in args.props if key not in HELM_INPUTS and not str(key).startswith("__"))
     if unknown:
         report_violation(f"{unknown} are not inputs the pack knows for a Helm release: it cannot tell what they change", None)
+    if (args.props.get("values") or {}).get("strategy") is None:
+        # The default RollingUpdate runs a draining manager beside the new one: two managers' jobs.
+        report_violation("values.strategy is not set: the manager must roll out with {type: Recreate}, one manager at a time", None)
     runners = (args.props.get("values") or {}).get("runners") or {}
     if not str(runners.get("config") or "").strip():
         # Without it the chart falls back to its default config template: any image, no allowed images,

@@ -55,6 +55,13 @@ def test_manager_pod_passes_pod_security_restricted(stack_run: ProgramRun) -> No
     assert pod_security_controls.violations(template["spec"], template["metadata"], "restricted") == {}
 
 
+def test_the_manager_rolls_out_one_at_a_time(stack_run: ProgramRun) -> None:
+    # Regression: the chart renders no strategy, and the default RollingUpdate ran the draining manager
+    # beside the new one (two managers' jobs against a quota for one).
+    (deployment,) = rendered(stack_run).of_kind("Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
 def test_psa_checker_is_not_a_rubber_stamp(stack_run: ProgramRun) -> None:
     """The same check on the chart's own default security context (no seccomp) fails."""
     values = copy.deepcopy(stack_run.one("kubernetes:helm.sh/v3:Release").inputs["values"])

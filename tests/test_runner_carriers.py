@@ -65,6 +65,8 @@ def test_the_stacks_release_passes(pack: PolicyPack, release: dict[str, Any]) ->
         (lambda p: p.update(valueYamlFiles=[{"path": "extra.yaml"}]), "valueYamlFiles is set"),
         (lambda p: p.update(reuseValues=True), "reuseValues is set"),
         (lambda p: p.update(somethingNew=True), "['somethingNew'] are not inputs the pack knows"),
+        (lambda p: p["values"].pop("strategy"), "values.strategy is not set"),
+        (lambda p: p["values"].update(strategy={"type": "RollingUpdate"}), "values.strategy.type must be 'Recreate'"),
     ],
 )
 @pytest.mark.parametrize("typ", [RELEASE, "kubernetes:helm.sh/v4:Chart"])

@@ -16,6 +16,7 @@ import sys
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,64 @@ def test_prod_job_pods_from_the_live_runner_config_are_admitted_and_fit_the_quot
         assert build["resources"]["limits"]["cpu"] == kube["cpu_limit"]
     for index in range(concurrent):
         platform.cluster.request("DELETE", f"/api/v1/namespaces/prod-runner-jobs/pods/job-{index}")
+
+
+def _wait(condition: Any, what: str, seconds: float = 120) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_a_manager_rollout_never_runs_two_managers_jobs_against_the_quota(platform: LocalPlatform, prod: dict[str, Any]) -> None:
+    """The chart's default RollingUpdate ran the draining manager beside the new one (2 x concurrent job
+    pods over a quota for one). With Recreate, on the real apiserver and controllers: while the old
+    manager drains (held Terminating by a finalizer, its `concurrent` job pods running), no new manager
+    starts; once its jobs are gone and it is too, the new manager's first `concurrent` job pods fit."""
+    cluster = platform.cluster
+    assert cluster is not None
+    ns, jobs = "prod-runner", "prod-runner-jobs"
+    configmap = api(platform, f"/api/v1/namespaces/{ns}/configmaps/gitlab-runner")
+    kube = tomllib.loads(configmap["data"]["config.template.toml"])["runners"][0]["kubernetes"]
+    concurrent = int(stack_file_config("prod")["gitlab-buildkit-runner:runner"]["concurrent"])  # 16
+    (deployment,) = api(platform, f"/apis/apps/v1/namespaces/{ns}/deployments")["items"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items()))
+
+    def managers() -> list[dict[str, Any]]:
+        return list(api(platform, f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"])
+
+    def job_pods() -> list[dict[str, Any]]:
+        return list(api(platform, f"/api/v1/namespaces/{jobs}/pods")["items"])
+
+    _wait(lambda: not job_pods(), "the earlier tests' job pods to be gone")
+    (old,) = _wait(lambda: [p for p in managers() if not p["metadata"].get("deletionTimestamp")], "the manager pod")
+    old["metadata"]["finalizers"] = ["e2e.gitlab-buildkit-runner/draining"]
+    cluster.request("PUT", f"/api/v1/namespaces/{ns}/pods/{old['metadata']['name']}", old)
+    for index in range(concurrent):  # the old manager's running jobs
+        cluster.create(job_pod(kube, f"old-{index}"))
+    deployment["spec"]["template"]["metadata"].setdefault("annotations", {})["e2e/rollout"] = str(time.time())
+    cluster.request("PUT", f"/apis/apps/v1/namespaces/{ns}/deployments/{deployment['metadata']['name']}", deployment)
+    try:
+        _wait(lambda: any(p["metadata"].get("deletionTimestamp") for p in managers()), "the old manager to be stopped")
+        time.sleep(5)  # time for a RollingUpdate to have started the new manager beside it
+        assert [p["metadata"]["name"] for p in managers() if not p["metadata"].get("deletionTimestamp")] == []
+    finally:  # the drain ends: the old manager's jobs finish, then it goes
+        for index in range(concurrent):
+            cluster.request("DELETE", f"/api/v1/namespaces/{jobs}/pods/old-{index}?gracePeriodSeconds=0")
+        held = cluster.request("GET", f"/api/v1/namespaces/{ns}/pods/{old['metadata']['name']}")
+        held["metadata"]["finalizers"] = []
+        cluster.request("PUT", f"/api/v1/namespaces/{ns}/pods/{old['metadata']['name']}", held)
+    _wait(lambda: not job_pods(), "the old manager's job pods to be gone")
+    (new,) = _wait(lambda: [p for p in managers() if not p["metadata"].get("deletionTimestamp")], "the new manager", seconds=180)
+    assert new["metadata"]["name"] != old["metadata"]["name"]
+    for index in range(concurrent):  # the new manager's first jobs: no 'exceeded quota'
+        cluster.create(job_pod(kube, f"new-{index}"))
+    for index in range(concurrent):
+        cluster.request("DELETE", f"/api/v1/namespaces/{jobs}/pods/new-{index}?gracePeriodSeconds=0")
 
 
 # --- d: no plaintext secret in state or outputs --------------------------------------------------------
