@@ -66,6 +66,7 @@ clean:
 tools: venv
 	$(PY) -m e2e.tools
 	$(PY) -m e2e.apparmor
+	$(PY) -m e2e.busybox
 	$(PY) -m e2e.platform
 
 ## build-host: as root, prepare this machine for rootless builds (Debian packages, subuid/subgid range of the build user)

@@ -95,7 +95,7 @@ def _get(url: str) -> bytes:
         return bytes(response.read())
 
 
-def _packages(suite: str) -> dict[tuple[str, str], dict[str, str]]:
+def debian_index(suite: str) -> dict[tuple[str, str], dict[str, str]]:
     """{(package, version): fields} of the suite's main/binary-amd64 index, verified from a signed InRelease."""
     with tempfile.TemporaryDirectory() as tmp:
         release = Path(tmp) / "InRelease"
@@ -119,7 +119,7 @@ def _packages(suite: str) -> dict[tuple[str, str], dict[str, str]]:
     return found
 
 
-def _unpack(suite: str, index: dict[tuple[str, str], dict[str, str]], package: str, version: str | None, root: Path) -> str:
+def debian_unpack(suite: str, index: dict[tuple[str, str], dict[str, str]], package: str, version: str | None, root: Path) -> str:
     candidates = [v for (p, v) in index if p == package and (version is None or v == version)]
     if not candidates:
         served = sorted(v for (p, v) in index if p == package)
@@ -145,10 +145,10 @@ def ensure(parser: Parser) -> Parser:
     print(f">> fetching apparmor {parser.version} from Debian {parser.suite}", file=sys.stderr, flush=True)
     staging = parser.home.with_name(parser.home.name + ".partial")
     subprocess.run(["rm", "-rf", str(staging)], check=True)
-    index = _packages(parser.suite)
-    _unpack(parser.suite, index, "apparmor", parser.version, staging / "root")
+    index = debian_index(parser.suite)
+    debian_unpack(parser.suite, index, "apparmor", parser.version, staging / "root")
     if parser.with_libc:
-        libc = _unpack(parser.suite, index, "libc6", None, staging / "root")
+        libc = debian_unpack(parser.suite, index, "libc6", None, staging / "root")
         (staging / "libc6.version").write_text(libc + "\n")
     os.replace(staging, parser.home)
     return parser

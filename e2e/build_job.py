@@ -257,14 +257,15 @@ esac
 """
 WGET = """#!/bin/sh
 # The credential helper's download from S3 is served from the session folder (stand-in); every other
-# call (the template's HEAD existence checks against the registry) is the real GNU wget.
+# call (the template's HEAD existence checks against the registry) is the real wget: GNU's, or BusyBox's
+# when the job runs on the image's BusyBox (REAL_WGET).
 for last in "$@"; do :; done
 case "$last" in
   @BASE@/*)
     file="@S3@/${last#@BASE@/}"
     [ -f "$file" ] || { echo "wget: server returned error: HTTP/1.1 404 Not Found" >&2; exit 8; }
     if [ "$1 $2 $3" = "-q -O -" ]; then cat "$file"; else cp "$file" "$3"; fi ;;
-  *) exec /usr/bin/wget "$@" ;;
+  *) exec "${REAL_WGET:-/usr/bin/wget}" "$@" ;;
 esac
 """
 
@@ -471,6 +472,7 @@ class BuildSession:
         timeout: float = 900,
         container: bool = False,
         seccomp: dict[str, Any] | None = None,
+        busybox: bool = False,
     ) -> JobResult:
         """Run the template's script for `app` on a copy of `source` (the checkout); returns its log.
         `container`: inside a runc container made like a pod's build container (e2e/confined.py), under
@@ -493,13 +495,41 @@ class BuildSession:
         # scripts volume and runs.
         # Ref: https://gitlab.com/gitlab-org/gitlab-runner/-/blob/main/executors/kubernetes/kubernetes.go
         #      (Env: buildVariables(...GetAllVariables().PublicOrInternal()))
+        path = f"{image}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+        shell = "sh"
+        extra: dict[str, str] = {}
+        if busybox:
+            # As in the rootless image: the image's own binaries and BusyBox 1.37's applets, nothing else,
+            # so a tool or flag the image lacks fails the job here too.
+            from e2e import busybox as busybox_tools
+
+            busybox_tools.applets()
+            applets = busybox_tools.copy_to(self.workdir / "image")  # readable by the job user
+            for item in (self.workdir / "image" / "busybox").rglob("*"):
+                if not item.is_symlink():
+                    item.chmod(item.stat().st_mode | 0o555 if item.is_dir() or os.access(item, os.X_OK) else item.stat().st_mode | 0o444)
+            (self.workdir / "image" / "busybox").chmod(0o755)
+            # The image's other binaries (its Dockerfile: runc, and apk's fuse-overlayfs, git, openssh,
+            # pigz, shadow-uidmap, xz), as the host has them; after `image`, whose newuidmap/newgidmap
+            # copies (with file capabilities, when root) win.
+            others = self.workdir / "image" / "apk"
+            if not others.exists():
+                others.mkdir()
+                for tool in ("runc", "fuse-overlayfs", "git", "ssh", "pigz", "xz", "newuidmap", "newgidmap"):
+                    found = shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+                    if found:
+                        (others / tool).symlink_to(found)
+            path = f"{image}:{others}:{applets}"
+            shell = str(applets / "sh")
+            extra["REAL_WGET"] = str(applets / "wget")
         public = {
-            "PATH": f"{image}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+            "PATH": path,
             "HOME": str(home),
             "USER": "user",
             "XDG_RUNTIME_DIR": str(run),
             **pipeline.variables(),
             **template_variables,
+            **extra,
         }
         exported = {**public, **self.variables(app, (inputs or {}).get("credentials", "access-key")), **(override or {})}
         scripts = job / f"scripts-42-{self._jobs}"
@@ -508,7 +538,7 @@ class BuildSession:
         step_script.write_text("".join(f"export {key}={shlex.quote(value)}\n" for key, value in exported.items()) + script + "\n")
         self.hand_over(scripts)
         if not container:
-            return _execute(self, ["sh", str(step_script)], public, checkout, job, timeout)
+            return _execute(self, [shell, str(step_script)], public, checkout, job, timeout)
         name = f"gbr-job-{os.getpid()}-{self._jobs}"
         spec = confined.bundle(
             self.workdir,
@@ -538,7 +568,14 @@ def _execute(
     the user itself); kill whatever it leaves; keep its log."""
     assert session.user is not None
     if os.geteuid() == 0 and not as_root:
-        command = ["setpriv", f"--reuid={session.user.uid}", f"--regid={session.user.gid}", "--init-groups", "--", *command]
+        command = [
+            shutil.which("setpriv") or "setpriv",
+            f"--reuid={session.user.uid}",
+            f"--regid={session.user.gid}",
+            "--init-groups",
+            "--",
+            *command,
+        ]
     started = time.monotonic()
     leftover: list[str] = []
     with _daemon_memory(job) as peak:

@@ -195,6 +195,24 @@ def test_rebuilding_a_pushed_commit_neither_fails_nor_moves_a_tag(session: Build
     assert after["v1.4.0"] == before[SHA_A]
 
 
+def test_the_template_runs_on_the_images_busybox_tools(session: BuildSession, main_build: tuple[Path, JobResult]) -> None:
+    """The rootless image runs the script with BusyBox 1.37's sh, wget, sed... and nothing else (e2e/busybox.py):
+    a new commit is built and pushed (the tag-existence check reads busybox wget's 404), then its retry
+    is skipped (200), with no tool or flag the image lacks."""
+    assert session.ecr is not None
+    source, _ = main_build
+    sha = "d" * 40  # a commit no other test builds
+    inputs = {"build_args": f"BASE={session.ecr.host}"}
+    first = session.run("go-service", source, Pipeline(ref_slug="main", sha=sha, job_id=21), inputs=inputs, busybox=True)
+    assert first.returncode == 0, first.output
+    assert sha in session.ecr.tags(session.repository("go-service")), first.output
+    retry = session.run("go-service", source, Pipeline(ref_slug="main", sha=sha, job_id=22), inputs=inputs, busybox=True)
+    assert retry.returncode == 0, retry.output
+    assert "Every tag of this commit exists already: nothing to build or push." in retry.output
+    for output in (first.output, retry.output):
+        assert not re.search(r"not found|unrecognized option|invalid option|applet not found|Segmentation", output), output
+
+
 def test_the_stand_in_refuses_to_overwrite_an_immutable_tag(session: BuildSession, main_build: tuple[Path, JobResult]) -> None:
     """The immutability model itself (a plain registry would accept the push)."""
     assert session.ecr is not None
