@@ -60,7 +60,7 @@ RESOURCE_NAMES = frozenset({"cpu", "memory", "ephemeral-storage"})
 # Every input of the provider's Helm Release (helm.sh/v3) and Chart (helm.sh/v4), and what it means
 # for a runner release: "checked" (read by a policy), "refused" (changes what is rendered in a way the
 # pack cannot read: value files, post-renderers, values reused from the live release) or "inert" (how
-# the release is fetched, awaited or recorded). tests/test_contracts.py fails when the pinned SDK has
+# the release is fetched, awaited or recorded). tests/test_runner_carriers.py fails when the pinned SDK has
 # an input this table does not name, so a provider upgrade cannot add an unread carrier of settings.
 # Ref: https://www.pulumi.com/registry/packages/kubernetes/api-docs/helm/v3/release/
 # Ref: https://www.pulumi.com/registry/packages/kubernetes/api-docs/helm/v4/chart/

@@ -41,7 +41,7 @@ class PatchError(ValueError):
 # key win. The pack reads with PyYAML and exact names, so it accepts only patches both read alike: plain
 # scalars in forms YAML 1.1 and 1.2 agree on, string keys, no duplicate keys, no anchors, aliases,
 # merge keys or explicit tags, and every key the exact field name of the API at its place.
-# Ref: https://github.com/kubernetes-sigs/yaml/blob/v1.4.0/yaml.go (YAMLToJSON, goyaml.v2)
+# Ref: https://github.com/kubernetes-sigs/yaml/blob/v1.6.0/yaml.go (YAMLToJSON on its YAML 1.1 go-yaml v2 fork; v1.6.0 is what gitlab-runner v18.9.0 pins)
 # Ref: https://pkg.go.dev/encoding/json#Unmarshal ("preferring an exact match but also accepting a case-insensitive match")
 _PLAIN_AGREED = re.compile(r"|true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?(?:m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)")
 _YAML11_WORDS = frozenset(
