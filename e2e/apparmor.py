@@ -123,7 +123,9 @@ def debian_unpack(suite: str, index: dict[tuple[str, str], dict[str, str]], pack
     candidates = [v for (p, v) in index if p == package and (version is None or v == version)]
     if not candidates:
         served = sorted(v for (p, v) in index if p == package)
-        raise FetchError(f"{package} {version or '(any)'} is not in Debian {suite} (served: {served}); update the pin in e2e/apparmor.py")
+        raise FetchError(
+            f"{package} {version or '(any)'} is not in Debian {suite} (served: {served}); update the pin where it is set (e2e/apparmor.py, e2e/busybox.py)"
+        )
     fields = index[(package, candidates[-1])]
     data = _get(f"{MIRROR}/{fields['Filename']}")
     if hashlib.sha256(data).hexdigest() != fields["SHA256"]:

@@ -42,6 +42,7 @@ from components.ci_variables import CiVariable, project_variable_specs, shared_v
 from components.config import StackConfig
 from verify.template import build_job
 
+from . import busybox as busybox_tools
 from . import confined
 from .ecr import LocalEcr
 from .tools import ROOT, cache_root, ensure
@@ -501,14 +502,7 @@ class BuildSession:
         if busybox:
             # As in the rootless image: the image's own binaries and BusyBox 1.37's applets, nothing else,
             # so a tool or flag the image lacks fails the job here too.
-            from e2e import busybox as busybox_tools
-
-            busybox_tools.applets()
             applets = busybox_tools.copy_to(self.workdir / "image")  # readable by the job user
-            for item in (self.workdir / "image" / "busybox").rglob("*"):
-                if not item.is_symlink():
-                    item.chmod(item.stat().st_mode | 0o555 if item.is_dir() or os.access(item, os.X_OK) else item.stat().st_mode | 0o444)
-            (self.workdir / "image" / "busybox").chmod(0o755)
             # The image's other binaries (its Dockerfile: runc, and apk's fuse-overlayfs, git, openssh,
             # pigz, shadow-uidmap, xz), as the host has them; after `image`, whose newuidmap/newgidmap
             # copies (with file capabilities, when root) win.

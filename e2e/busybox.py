@@ -16,6 +16,7 @@ anything on PATH (FEATURE_PREFER_APPLETS), which Alpine's does not.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,13 +69,17 @@ def applets() -> Path:
 
 
 def copy_to(folder: Path) -> Path:
-    """The whole BusyBox (launcher, libraries, applets) under `folder`, e.g. where an unprivileged job
-    user can read it; returns its applet folder."""
-    import shutil
-
+    """The whole BusyBox (launcher, libraries, applets) under `folder`, readable and runnable by every
+    user (an unprivileged job user cannot enter the cache under root's HOME); copied once; returns its
+    applet folder."""
     target = folder / "busybox"
     if not target.exists():
+        applets()
         shutil.copytree(home(), target, symlinks=True)
+        for item in [target, *target.rglob("*")]:
+            if not item.is_symlink():
+                mode = item.stat().st_mode
+                item.chmod(mode | (0o555 if item.is_dir() or mode & 0o100 else 0o444))
     return target / "applets"
 
 

@@ -47,9 +47,9 @@ def _runner_workloads(args: ResourceValidationArgs, report_violation: ReportViol
                 containers = []  # judged again at `pulumi up`, when it is known
             for container in containers:
                 if isinstance(container, Mapping) and any("gitlab-runner" in text.lower() for text in _texts(container)):
-                    where = f"{location}.spec.{field}[{container.get('name')!r}]".lstrip(".")
+                    where = f"{location}.spec.{field}[{_known(container, 'name')!r}]".lstrip(".")
                     report_violation(
-                        f"{where} runs gitlab-runner ({container.get('image')!r}): the runner is deployed only by the stack's "
+                        f"{where} runs gitlab-runner ({_known(container, 'image')!r}): the runner is deployed only by the stack's "
                         "Helm release, whose config the runner policies read",
                         None,
                     )

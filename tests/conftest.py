@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,12 @@ def runner_config_of(cfg: Any, job_service_account: str = "buildkit-job") -> Any
         job_service_account=job_service_account,
         automount_service_account_token=cfg.kubernetes.job_automount_service_account_token,
     )
+
+
+@pytest.fixture(scope="module")
+def pack() -> Iterator[Any]:
+    """The policy pack over its real gRPC protocol, one process per test module (stopped after it)."""
+    from verify.policy_client import PolicyPack
+
+    with PolicyPack() as running:
+        yield running

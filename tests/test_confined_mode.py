@@ -274,12 +274,6 @@ pytestmark = pytest.mark.xdist_group("policy-pack")
 
 
 @pytest.fixture(scope="module")
-def pack() -> Iterator[PolicyPack]:
-    with PolicyPack() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def stack() -> list[ResourceInput]:
     return stack_resources(run_program(confined()))
 

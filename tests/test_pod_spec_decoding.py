@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 
 import pytest
 from test_policy_pack import RELEASE, ResourceInput, mandatory, replace, runner_toml_edit, stack_resources
@@ -24,12 +23,6 @@ sys.path.insert(0, str(ROOT / "policies"))
 from pod_spec_patches import PatchError, apply_patch
 
 POLICY = "gitlab-runner-pod-spec-patches"
-
-
-@pytest.fixture(scope="module")
-def pack() -> Iterator[PolicyPack]:
-    with PolicyPack() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,12 +13,6 @@ from test_policy_pack import COMPLIANT_POD, first, wrap
 from verify.policy_client import PolicyPack
 
 pytestmark = pytest.mark.xdist_group("policy-pack")
-
-
-@pytest.fixture(scope="module")
-def pack() -> Iterator[PolicyPack]:
-    with PolicyPack() as running:
-        yield running
 
 
 def mandatory_of(pack: PolicyPack, typ: str, props: dict[str, Any]) -> list[str]:

@@ -79,12 +79,6 @@ OTHER_MANDATORY = [
 OTHER_ADVISORY = ["gitlab-runner-buildkit-needs"]
 
 
-@pytest.fixture(scope="module")
-def pack() -> Iterator[PolicyPack]:
-    with PolicyPack() as running:
-        yield running
-
-
 def test_analyzer_info_lists_every_policy_with_its_level(pack: PolicyPack) -> None:
     info = pack.info()
     assert info.name == "gitlab-buildkit-runner"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,12 +18,6 @@ from verify.policy_client import PolicyPack
 POLICY = "gitlab-runner-only-through-the-release"
 VALUES = "gitlab-runner-values-allow-listed"
 RELEASE = "kubernetes:helm.sh/v3:Release"
-
-
-@pytest.fixture(scope="module")
-def pack() -> Iterator[PolicyPack]:
-    with PolicyPack() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,6 @@ from verify.policy_client import PolicyPack
 from verify.synth import stacks_in_repo, synth_stack
 
 pytestmark = pytest.mark.xdist_group("policy-pack")
-
-
-@pytest.fixture(scope="module")
-def pack() -> Iterator[PolicyPack]:
-    with PolicyPack() as running:
-        yield running
 
 
 def test_repo_has_the_three_environments_and_the_demo_stack() -> None:

@@ -64,14 +64,16 @@ def _descriptor(schema: dict[str, Any], definitions: dict[str, Any], todo: list[
 def build() -> dict[str, Any]:
     definitions = _definitions()
     types: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # short name -> the definition it stands for
     todo = [ROOT_TYPE]
     while todo:
         name = todo.pop()
         short = _short(name)
-        if short in types:
+        if short in origin:
+            if origin[short] != name:  # the pack looks types up by short name: they must not collide
+                raise SystemExit(f"two definitions named {short}: {origin[short]} and {name}")
             continue
-        if short in {_short(n) for n in types}:
-            raise SystemExit(f"two definitions named {short}")
+        origin[short] = name
         types[short] = {field: _descriptor(schema, definitions, todo) for field, schema in sorted(definitions[name]["properties"].items())}
     return {
         "source": f"kubernetes-validate {KUBERNETES_VERSION}-local-strict/_definitions.json (the Kubernetes OpenAPI schema)",
@@ -80,13 +82,14 @@ def build() -> dict[str, Any]:
     }
 
 
-def render() -> str:
-    return json.dumps(build(), indent=1, sort_keys=True) + "\n"
+def render(schema: dict[str, Any] | None = None) -> str:
+    return json.dumps(schema if schema is not None else build(), indent=1, sort_keys=True) + "\n"
 
 
 def main() -> int:
-    OUT.write_text(render())
-    print(f"wrote {OUT.relative_to(ROOT)} ({len(build()['types'])} types)")
+    schema = build()
+    OUT.write_text(render(schema))
+    print(f"wrote {OUT.relative_to(ROOT)} ({len(schema['types'])} types)")
     return 0
 
 

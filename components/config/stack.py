@@ -120,18 +120,19 @@ class StackConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _network_policy_engine_is_named(self) -> StackConfig:
-        if "network" in self.model_fields_set and self.network.enabled and self.network.policy_engine is None:
-            raise RuleViolation(
-                "network.policyEngine",
-                None,
-                "is required: name the cluster's NetworkPolicy engine ('calico', 'cilium', 'vpc-cni' or 'none'); the job "
-                "isolation the stack's NetworkPolicies describe holds only where the engine enforces them on job pods",
-            )
+        # Here, not in NetworkConfig: its default instance (no section at all) must stay constructible.
         if "network" not in self.model_fields_set:
             raise RuleViolation(
                 "network",
                 None,
                 "is required, with at least policyEngine: the cluster's NetworkPolicy engine ('calico', 'cilium', 'vpc-cni' or 'none')",
+            )
+        if self.network.enabled and self.network.policy_engine is None:
+            raise RuleViolation(
+                "network.policyEngine",
+                None,
+                "is required: name the cluster's NetworkPolicy engine ('calico', 'cilium', 'vpc-cni' or 'none'); the job "
+                "isolation the stack's NetworkPolicies describe holds only where the engine enforces them on job pods",
             )
         return self
 

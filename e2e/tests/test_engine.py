@@ -202,26 +202,6 @@ def test_a_configured_oidc_provider_arn_that_cannot_be_used_is_a_clear_error(
 
 
 # --- b: the runner's job pods from the live config.toml -------------------------------------------------
-def test_prod_job_pods_from_the_live_runner_config_are_admitted_and_fit_the_quota(platform: LocalPlatform, prod: dict[str, Any]) -> None:
-    assert platform.cluster is not None
-    configmap = api(platform, "/api/v1/namespaces/prod-runner/configmaps/gitlab-runner")
-    kube = tomllib.loads(configmap["data"]["config.template.toml"])["runners"][0]["kubernetes"]
-    assert kube["namespace"] == "prod-runner-jobs"
-    concurrent = int(tomllib.loads(configmap["data"]["config.toml"])["concurrent"]) if "config.toml" in configmap["data"] else 16
-    quota = api(platform, "/api/v1/namespaces/prod-runner-jobs/resourcequotas")["items"]
-    deadline = time.monotonic() + 60
-    while not all((q.get("status") or {}).get("hard") for q in quota):
-        assert time.monotonic() < deadline, "the quota controller never counted the stack's quota"
-        time.sleep(0.5)
-        quota = api(platform, "/api/v1/namespaces/prod-runner-jobs/resourcequotas")["items"]
-    for index in range(concurrent):
-        created = platform.cluster.create(job_pod(kube, f"job-{index}"))
-        build = next(c for c in created["spec"]["containers"] if c["name"] == "build")
-        assert build["resources"]["limits"]["cpu"] == kube["cpu_limit"]
-    for index in range(concurrent):
-        platform.cluster.request("DELETE", f"/api/v1/namespaces/prod-runner-jobs/pods/job-{index}")
-
-
 def _wait(condition: Any, what: str, seconds: float = 120) -> Any:
     deadline = time.monotonic() + seconds
     while True:
@@ -232,6 +212,34 @@ def _wait(condition: Any, what: str, seconds: float = 120) -> Any:
         time.sleep(0.5)
 
 
+def live_runner(platform: LocalPlatform, namespace: str = "prod-runner") -> tuple[dict[str, Any], int]:
+    """The deployed release's [runners.kubernetes] section and its `concurrent`, as the manager reads them."""
+    configmap = api(platform, f"/api/v1/namespaces/{namespace}/configmaps/gitlab-runner")
+    kube = tomllib.loads(configmap["data"]["config.template.toml"])["runners"][0]["kubernetes"]
+    if "config.toml" in configmap["data"]:
+        return kube, int(tomllib.loads(configmap["data"]["config.toml"])["concurrent"])
+    return kube, int(stack_file_config("prod")["gitlab-buildkit-runner:runner"]["concurrent"])  # 16
+
+
+def test_prod_job_pods_from_the_live_runner_config_are_admitted_and_fit_the_quota(platform: LocalPlatform, prod: dict[str, Any]) -> None:
+    assert platform.cluster is not None
+    kube, concurrent = live_runner(platform)
+    assert kube["namespace"] == "prod-runner-jobs"
+    _wait(
+        lambda: all(
+            (q.get("status") or {}).get("hard") for q in api(platform, "/api/v1/namespaces/prod-runner-jobs/resourcequotas")["items"]
+        ),
+        "the quota controller to count the stack's quota",
+        seconds=60,
+    )
+    for index in range(concurrent):
+        created = platform.cluster.create(job_pod(kube, f"job-{index}"))
+        build = next(c for c in created["spec"]["containers"] if c["name"] == "build")
+        assert build["resources"]["limits"]["cpu"] == kube["cpu_limit"]
+    for index in range(concurrent):
+        platform.cluster.request("DELETE", f"/api/v1/namespaces/prod-runner-jobs/pods/job-{index}")
+
+
 def test_a_manager_rollout_never_runs_two_managers_jobs_against_the_quota(platform: LocalPlatform, prod: dict[str, Any]) -> None:
     """The chart's default RollingUpdate ran the draining manager beside the new one (2 x concurrent job
     pods over a quota for one). With Recreate, on the real apiserver and controllers: while the old
@@ -240,9 +248,7 @@ def test_a_manager_rollout_never_runs_two_managers_jobs_against_the_quota(platfo
     cluster = platform.cluster
     assert cluster is not None
     ns, jobs = "prod-runner", "prod-runner-jobs"
-    configmap = api(platform, f"/api/v1/namespaces/{ns}/configmaps/gitlab-runner")
-    kube = tomllib.loads(configmap["data"]["config.template.toml"])["runners"][0]["kubernetes"]
-    concurrent = int(stack_file_config("prod")["gitlab-buildkit-runner:runner"]["concurrent"])  # 16
+    kube, concurrent = live_runner(platform, ns)
     (deployment,) = api(platform, f"/apis/apps/v1/namespaces/{ns}/deployments")["items"]
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items()))
