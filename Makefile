@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt policies/requirements.txt cicd/requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt policies/requirements.txt cicd/requirements.txt verify/gitlab-ci-local/package-lock.json
 	@echo ">> creating $(VENV) and installing pinned requirements"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@echo ">> gitlab-ci-local (pinned, into the tool cache) for the pipeline-semantics tests"
+	$(PY) -m verify.gitlab_ci_local
 	touch $(STAMP)
 
 ## test: the whole suite (config, builders, mocks, policy pack over gRPC, rendered chart, synth of every stack)
@@ -39,10 +41,11 @@ bench: venv
 bench-build: tools
 	$(PY) -m bench.build $(BENCH_BUILD_ARGS)
 
-## docs: regenerate the config reference in README.md and Pulumi.yaml from components/config/, and the pack's PodSpec field names from the Kubernetes schema
+## docs: regenerate the config reference in README.md and Pulumi.yaml from components/config/, the pack's PodSpec field names from the Kubernetes schema, and the credential matrix in docs/pipeline.md
 docs: venv
 	$(PY) -m verify.config_reference --write
 	$(PY) -m verify.podspec_schema
+	$(PY) -m verify.pipeline --write
 
 ## node-bootstrap: print the confined mode's node bootstrap script for STACK, from its config (before `pulumi up`)
 node-bootstrap: venv
@@ -52,10 +55,10 @@ node-bootstrap: venv
 urns: venv
 	$(PY) -m verify.urns --write
 
-## ci-local: the verify stage of .gitlab-ci.yml through gitlab-ci-local (shell executor; needs node, npm, rsync)
+## ci-local: the verify stage of .gitlab-ci.yml through gitlab-ci-local (shell executor; the pinned one from the tool cache)
 ci-local: venv
-	test -x build/gcl/node_modules/.bin/gitlab-ci-local || npm install --prefix build/gcl gitlab-ci-local@4.73.0
-	build/gcl/node_modules/.bin/gitlab-ci-local --force-shell-executor --concurrency 1 lint test synth
+	PATH="$$($(PY) -c 'import os; from verify import gitlab_ci_local as g; print(os.pathsep.join(g.path_dirs()))'):$$PATH" \
+	  "$$($(PY) -c 'from verify import gitlab_ci_local as g; print(g.ensure())')" --force-shell-executor --concurrency 1 lint test synth
 
 check: lint typecheck test
 

@@ -163,6 +163,8 @@ def main() -> None:
                 },
                 manager_namespace=namespaces.manager_name,
                 job_namespace=namespaces.job_name,
+                project=pulumi.get_project(),
+                stack=pulumi.get_stack(),
                 aws_provider=providers.aws,
                 kubernetes_provider=providers.kubernetes,
                 depends_on=[*namespaces.namespace_resources, *([oidc] if oidc else [])],

@@ -1,11 +1,17 @@
-"""Warn when a ref the stack trusts is not protected in GitLab.
+"""Trusted refs must be protected; protected branches must be trusted by the preview role.
 
-A GitLab ID token's `sub` names the project and ref but cannot say whether the ref is protected, so
-the push roles (credentials.oidcSubjects) and the preview role (preview.refs) are only as safe as the
-protection of the refs they trust: anyone who can push an unprotected trusted branch or tag can assume
-the role. The drift job runs this with python-gitlab and prints a warning per unprotected ref.
+An IAM trust policy can test only the ID token's `aud` and `sub` (project, ref type, ref): GitLab's
+`ref_protected` claim is in the token but STS offers no condition key for it. So the push roles
+(credentials.oidcSubjects) and the preview role (preview.refs) are only as safe as the protection of
+the refs they trust: anyone who can push an unprotected trusted branch or tag can assume the role. A
+trusted pattern ('v*', 'infra/*') is safe only when a protected rule covers every ref it matches.
+And the preview job runs on every protected branch but the default one: a protected branch the preview
+role does not trust gets previews that STS refuses.
 
-    python -m cicd.check_protected_refs --stack prod       # GITLAB_TOKEN (read_api) from the environment
+    python -m cicd.check_protected_refs --stack prod             # drift job: warnings only
+    python -m cicd.check_protected_refs --stack prod --require   # deploy job: exit 1 on an unprotected trusted ref
+
+GITLAB_TOKEN (read_api is enough) from the environment.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import fnmatch
 import os
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 from components.config import ConfigError, StackConfig, parse_config
 from verify.harness import load_stack_file
@@ -29,29 +36,66 @@ def trusted_refs(cfg: StackConfig) -> list[tuple[str, str, str]]:
     return sorted(set(refs))
 
 
+def _glob(pattern: str) -> str:
+    """A GitLab wildcard ('*' any run of characters, '/' included; nothing else special) for fnmatch."""
+    return pattern.replace("[", "[[]").replace("?", "[?]")
+
+
+def covered(ref: str, rules: Iterable[str]) -> bool:
+    """Every ref `ref` matches (its '*' a wildcard, as in the IAM trust) is protected by one rule: the
+    rule matches `ref`'s text with each of its '*' read as a literal character, so whatever a '*' of
+    `ref` stands for, the rule's own '*' absorbs it (sound; a pattern covered only by a union of rules
+    is reported, never passed).
+    Ref: https://docs.gitlab.com/user/project/repository/branches/protected/#protect-multiple-branches-with-wildcard-rules"""
+    return any(fnmatch.fnmatchcase(ref, _glob(rule)) for rule in rules)
+
+
+def _rules(client: Any, cache: dict[tuple[str, str], list[str]], project: str, ref_type: str) -> list[str]:
+    if (project, ref_type) not in cache:
+        p = client.projects.get(project, lazy=True)
+        manager = p.protectedbranches if ref_type == "branch" else p.protectedtags
+        cache[(project, ref_type)] = [str(r.name) for r in manager.list(iterator=True)]
+    return cache[(project, ref_type)]
+
+
 def unprotected(api_url: str, token: str, refs: Iterable[tuple[str, str, str]]) -> list[str]:
-    """A warning per trusted ref that no protected-branch or protected-tag rule (wildcards too) covers."""
+    """A warning per trusted ref (or pattern) that no protected-branch or protected-tag rule covers."""
     import gitlab
 
     client = gitlab.Gitlab(api_url, private_token=token)
     warnings = []
-    rules: dict[tuple[str, str], list[str]] = {}
+    cache: dict[tuple[str, str], list[str]] = {}
     for project, ref_type, ref in refs:
-        if (project, ref_type) not in rules:
-            p = client.projects.get(project, lazy=True)
-            manager = p.protectedbranches if ref_type == "branch" else p.protectedtags
-            rules[(project, ref_type)] = [str(r.name) for r in manager.list(iterator=True)]
-        if not any(fnmatch.fnmatchcase(ref, rule) for rule in rules[(project, ref_type)]):
+        if not covered(ref, _rules(client, cache, project, ref_type)):
+            what = "pattern" if "*" in ref else ref_type
             warnings.append(
-                f"WARNING: {project} {ref_type} {ref!r} is trusted by an IAM role of this stack but is not protected in GitLab: "
-                "anyone who can push it can assume the role. Protect it (Settings > Repository) or remove it from the stack config."
+                f"WARNING: {project} {what} {ref!r} is trusted by an IAM role of this stack but is not protected in GitLab "
+                f"(no protected-{ref_type} rule covers it): anyone who can push it can assume the role. Protect it "
+                "(Settings > Repository) or remove it from the stack config."
             )
     return warnings
+
+
+def untrusted_previews(api_url: str, token: str, cfg: StackConfig) -> list[str]:
+    """A warning per protected branch rule of preview.projectPath (but the default branch) the preview role does not trust."""
+    import gitlab
+
+    if not cfg.preview.project_path or not cfg.preview.refs:
+        return []
+    client = gitlab.Gitlab(api_url, private_token=token)
+    rules = _rules(client, {}, cfg.preview.project_path, "branch")
+    return [
+        f"WARNING: protected branch {rule!r} of {cfg.preview.project_path} runs the preview job, but preview.refs "
+        f"{cfg.preview.refs} does not cover it: STS refuses its previews. Add it (or a wildcard covering it) to preview.refs."
+        for rule in rules
+        if rule != cfg.preview.default_branch and not covered(rule, cfg.preview.refs)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", required=True)
+    parser.add_argument("--require", action="store_true", help="exit 1 when a trusted ref is not protected, or the check cannot run")
     args = parser.parse_args(argv)
     try:
         cfg = parse_config(load_stack_file(args.stack), stack=args.stack)
@@ -62,19 +106,27 @@ def main(argv: list[str] | None = None) -> int:
     if not refs:
         print(f"{args.stack}: no IAM role trusts a GitLab ref")
         return 0
+    fail = 1 if args.require else 0
     token = os.environ.get("GITLAB_TOKEN", "")
     if not token:
-        print("WARNING: GITLAB_TOKEN is not set: cannot check that the trusted refs are protected")
-        return 0
+        print(
+            "ERROR: GITLAB_TOKEN is not set: cannot check that the trusted refs are protected"
+            if fail
+            else "WARNING: GITLAB_TOKEN is not set: cannot check that the trusted refs are protected"
+        )
+        return fail
     try:
         warnings = unprotected(f"{cfg.gitlab.url}", token, refs)
-    except Exception as exc:  # the check warns, it never breaks the drift job
-        print(f"WARNING: could not read the protected refs from GitLab ({exc.__class__.__name__}): check them by hand")
-        return 0
-    for warning in warnings:
-        print(warning)
+        notes = untrusted_previews(f"{cfg.gitlab.url}", token, cfg)
+    except Exception as exc:  # the drift check warns; the deploy gate refuses
+        print(
+            f"{'ERROR' if fail else 'WARNING'}: could not read the protected refs from GitLab ({exc.__class__.__name__}): check them by hand"
+        )
+        return fail
+    for line in warnings + notes:
+        print(line.replace("WARNING", "ERROR", 1) if fail and line in warnings else line)
     print(f"{args.stack}: {len(refs) - len(warnings)} of {len(refs)} trusted refs are protected")
-    return 0
+    return fail if warnings else 0
 
 
 if __name__ == "__main__":

@@ -256,9 +256,39 @@ PREVIEW_IAM_ACTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def preview_read_policy(repository_arns: Sequence[str], iam_arns: dict[str, Sequence[str]]) -> dict[str, Any]:
+def preview_state_statements(partition: str, bucket: str, project: str, stack: str, key_arn: str | None) -> list[dict[str, Any]]:
+    """What `pulumi login s3://<bucket>`, `stack select` and `preview` read in Pulumi's DIY backend: the
+    backend's meta.yaml and this stack's checkpoint (plain or gzipped), a listing of the stack
+    folder, and kms:Decrypt with the stack's awskms:// key. A preview takes no lock and writes nothing.
+    Ref: https://github.com/pulumi/pulumi/blob/v3.274.0/pkg/backend/diy/backend.go (Preview: no b.Lock)
+    """
+    stacks = f".pulumi/stacks/{project}/"
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadStackState",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"arn:{partition}:s3:::{bucket}/.pulumi/meta.yaml"]
+            + [f"arn:{partition}:s3:::{bucket}/{stacks}{stack}{suffix}" for suffix in (".json", ".json.gz")],
+        },
+        {
+            "Sid": "ListStackState",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [f"arn:{partition}:s3:::{bucket}"],
+            "Condition": {"StringLike": {"s3:prefix": [".pulumi/meta.yaml", f"{stacks}*"]}},
+        },
+    ]
+    if key_arn:
+        statements.append({"Sid": "DecryptStackSecrets", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [key_arn]})
+    return statements
+
+
+def preview_read_policy(
+    repository_arns: Sequence[str], iam_arns: dict[str, Sequence[str]], state_statements: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
     """Read-only on exactly the stack's repositories and IAM resources (by type: user, role, policy,
-    oidc-provider): no write, no image access."""
+    oidc-provider), and on the stack's own state: no write, no image access."""
     if not repository_arns:
         raise ValueError("preview_read_policy needs the stack's repositories")
     for arn in [*repository_arns, *(a for arns in iam_arns.values() for a in arns)]:
@@ -270,4 +300,5 @@ def preview_read_policy(repository_arns: Sequence[str], iam_arns: dict[str, Sequ
         if arns:
             sid = "Read" + "".join(part.capitalize() for part in kind.split("-")) + "s"
             statements.append({"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": sorted(arns)})
+    statements += [dict(statement) for statement in state_statements]
     return {"Version": "2012-10-17", "Statement": statements}

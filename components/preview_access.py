@@ -14,7 +14,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from .aws_account import AwsAccount, repository_arn
-from .aws_documents import gitlab_trust_policy, preview_read_policy, to_json
+from .aws_documents import gitlab_trust_policy, preview_read_policy, preview_state_statements, to_json
 from .config import OidcSubject, PreviewConfig
 from .marks import MANAGED_BY, component_type
 from .rbac_documents import PREVIEW_CLUSTER_RULES, PREVIEW_NAMESPACED_RULES, preview_rules
@@ -39,6 +39,8 @@ class PreviewAccessArgs:
     iam_resources: Mapping[str, Sequence[str]]  # type (user, role, policy, oidc-provider) -> names
     manager_namespace: str
     job_namespace: str
+    project: str  # the Pulumi project and stack whose state the preview reads
+    stack: str
     aws_provider: pulumi.ProviderResource
     kubernetes_provider: pulumi.ProviderResource
     depends_on: Sequence[pulumi.Resource] = ()
@@ -54,11 +56,13 @@ class PreviewAccess(pulumi.ComponentResource):
         assert args.preview.project_path is not None, "only created when preview.projectPath is set"
         self.role_name = f"gitlab-buildkit-preview-{args.environment}"
         on_aws = pulumi.ResourceOptions(parent=self, provider=args.aws_provider, depends_on=list(args.depends_on))
-        subjects = [OidcSubject(project_path=args.preview.project_path, ref_type="branch", ref=ref) for ref in args.preview.refs]
+        subjects = [OidcSubject(project_path=args.preview.project_path, ref_type="branch", ref=ref) for ref in args.preview.refs or []]
         trust = pulumi.Output.from_input(args.oidc_provider_arn).apply(
             lambda arn: to_json(gitlab_trust_policy(arn, args.gitlab_host, args.gitlab_url, subjects))
         )
         repositories = list(args.repository_names)
+        assert args.preview.state_bucket is not None and args.preview.refs, "checked by PreviewConfig"
+        state_bucket = args.preview.state_bucket
         # Its own role and policy too: a refresh reads them.
         iam_resources = {kind: list(names) for kind, names in args.iam_resources.items()}
         iam_resources.setdefault("role", []).append(self.role_name)
@@ -68,6 +72,7 @@ class PreviewAccess(pulumi.ComponentResource):
                 preview_read_policy(
                     [repository_arn(v[0], account.region, v[1], n) for n in repositories],
                     {kind: [f"arn:{v[0]}:iam::{v[1]}:{kind}/{name}" for name in names] for kind, names in iam_resources.items()},
+                    preview_state_statements(v[0], state_bucket, args.project, args.stack, args.preview.secrets_key_arn),
                 )
             )
         )

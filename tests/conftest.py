@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))
 
 BASE_CONFIG: dict[str, Any] = {
     "environment": "dev",
-    "runner": {"scope": {"type": "project_type", "projectId": 42}, "tags": ["buildkit"]},
+    "runner": {"scope": {"type": "project_type", "projectId": 42}, "tags": ["buildkit", "dev"]},
     "registry": {"region": "eu-west-1", "applications": ["web", "api"]},
     "gitlab": {"url": "https://gitlab.example.com"},
     "network": {"policyEngine": "calico"},
@@ -31,6 +31,9 @@ def make_config(*, raw_applications: bool = False, **overrides: Any) -> dict[str
     Application names given as plain strings become {name, projectPath: acme/<name>} unless
     raw_applications (to test the config's own handling of that shape)."""
     cfg = copy.deepcopy(BASE_CONFIG)
+    environment = overrides.get("environment")
+    if isinstance(environment, str) and "tags" not in (overrides.get("runner") or {}):
+        cfg["runner"]["tags"] = ["buildkit", environment]  # the runner carries its environment's tag
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key] = {**cfg[key], **value}

@@ -10,14 +10,15 @@ import pytest
 from conftest import make_config
 from json_http import JsonHandler
 
-from cicd.check_protected_refs import trusted_refs, unprotected
+from cicd.check_protected_refs import covered, main, trusted_refs, unprotected, untrusted_previews
 from components.config import parse_config
 
 PROTECTED = {
     ("acme%2Fweb", "protected_branches"): [{"name": "main"}],
     ("acme%2Fapi", "protected_branches"): [{"name": "release/*"}],  # a wildcard rule
     ("acme%2Fapi", "protected_tags"): [],
-    ("acme%2Finfra", "protected_branches"): [{"name": "main"}],
+    ("acme%2Finfra", "protected_branches"): [{"name": "main"}, {"name": "infra/*"}, {"name": "release/*"}],
+    ("acme%2Fweb", "protected_tags"): [{"name": "v*"}],
 }
 
 
@@ -48,9 +49,13 @@ def config():  # type: ignore[no-untyped-def]
         {"projectPath": "acme/web", "ref": "hotfix"},
         {"projectPath": "acme/api", "ref": "release/2"},
         {"projectPath": "acme/api", "refType": "tag", "ref": "v1.0.0"},
+        {"projectPath": "acme/web", "refType": "tag", "ref": "v*"},
     ]
     return parse_config(
-        make_config(credentials={"mode": "oidc", "oidcSubjects": subjects}, preview={"projectPath": "acme/infra", "refs": ["main"]})
+        make_config(
+            credentials={"mode": "oidc", "oidcSubjects": subjects},
+            preview={"projectPath": "acme/infra", "refs": ["infra/*"], "stateBucket": "state"},
+        )
     )
 
 
@@ -58,9 +63,10 @@ def test_trusted_refs_are_the_push_and_preview_subjects() -> None:
     assert trusted_refs(config()) == [
         ("acme/api", "branch", "release/2"),
         ("acme/api", "tag", "v1.0.0"),
-        ("acme/infra", "branch", "main"),
+        ("acme/infra", "branch", "infra/*"),
         ("acme/web", "branch", "hotfix"),
         ("acme/web", "branch", "main"),
+        ("acme/web", "tag", "v*"),
     ]
 
 
@@ -74,3 +80,52 @@ def test_a_wrong_token_is_an_error_the_cli_turns_into_a_warning(gitlab_url: str)
 
     with pytest.raises(gitlab.exceptions.GitlabError):
         unprotected(gitlab_url, "wrong", trusted_refs(config()))
+
+
+@pytest.mark.parametrize(
+    ("ref", "rules", "expected"),
+    [
+        ("v*", ["v*"], True),
+        ("v1.*", ["v*"], True),  # every v1.<x> is a v<y>
+        ("v*", ["v1*"], False),  # v2.0 matches the trust, no rule protects it
+        ("v*", ["v1*", "v2*", "v3*", "v4*", "v5*", "v6*", "v7*", "v8*", "v9*", "v0*"], False),  # a union: reported, not proven
+        ("*", ["release/*"], False),
+        ("release/2", ["release/*"], True),  # GitLab's '*' crosses '/'
+        ("release/2/x", ["release/*"], True),
+        ("infra/*", ["infra/*"], True),
+        ("infra/*", ["infra/a*"], False),
+        ("main", ["ma?n"], False),  # '?' is literal in GitLab rules
+        ("main", ["[m]ain"], False),
+    ],
+)
+def test_a_trusted_pattern_is_covered_only_when_every_match_is_protected(ref: str, rules: list[str], expected: bool) -> None:
+    assert covered(ref, rules) is expected
+
+
+def test_protected_branches_the_preview_role_does_not_trust_are_named(gitlab_url: str) -> None:
+    """The preview job runs on every protected branch but the default: release/* would get refused previews."""
+    cfg = config()
+    assert untrusted_previews(gitlab_url, "glpat-read", cfg) == [
+        "WARNING: protected branch 'release/*' of acme/infra runs the preview job, but preview.refs ['infra/*'] does not cover "
+        "it: STS refuses its previews. Add it (or a wildcard covering it) to preview.refs."
+    ]
+
+
+def test_the_deploy_gate_refuses_an_unprotected_trusted_ref(
+    gitlab_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cicd.check_protected_refs as module
+
+    cfg = config()
+    monkeypatch.setattr(module, "load_stack_file", lambda stack: {})
+    monkeypatch.setattr(
+        module, "parse_config", lambda raw, stack: cfg.model_copy(update={"gitlab": cfg.gitlab.model_copy(update={"url": gitlab_url})})
+    )
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-read")
+    assert main(["--stack", "dev"]) == 0  # the drift job: warnings
+    assert main(["--stack", "dev", "--require"]) == 1  # the deploy job: refused
+    out = capsys.readouterr().out
+    assert "ERROR: acme/web branch 'hotfix' is trusted" in out and "ERROR: acme/api tag 'v1.0.0' is trusted" in out
+    monkeypatch.delenv("GITLAB_TOKEN")
+    assert main(["--stack", "dev", "--require"]) == 1
+    assert main(["--stack", "dev"]) == 0

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -76,23 +74,23 @@ def test_pipeline_passes_the_gitlab_ci_schema() -> None:
 def test_template_passes_the_gitlab_ci_schema(tmp_path: Path) -> None:
     header, _ = template_documents()
     (tmp_path / "spec.yml").write_text(yaml.safe_dump(header))
-    (tmp_path / "jobs.yml").write_text(yaml.safe_dump(included_jobs(app="web-api", runner_tags=["buildkit", "prod"], credentials="oidc")))
+    (tmp_path / "jobs.yml").write_text(yaml.safe_dump(included_jobs(app="web-api", environment="production", credentials="oidc")))
     for name in ("spec.yml", "jobs.yml"):
         result = check_jsonschema(tmp_path / name)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_schema_check_is_not_a_rubber_stamp(tmp_path: Path) -> None:
-    jobs = included_jobs(app="web")
+    jobs = included_jobs(app="web", environment="dev")
     jobs["build-image-web"]["tags"] = "buildkit"
     (tmp_path / "jobs.yml").write_text(yaml.safe_dump(jobs))
     assert check_jsonschema(tmp_path / "jobs.yml").returncode != 0
 
 
 def test_template_job_shape() -> None:
-    job = included_jobs(app="web", runner_tags=["buildkit", "prod"], environment="production")["build-image-web"]
+    job = included_jobs(app="web", environment="production")["build-image-web"]
     assert job["image"] == {"name": "moby/buildkit:v0.25.1-rootless", "entrypoint": [""]}
-    assert job["tags"] == ["buildkit", "prod"]
+    assert job["tags"] == ["buildkit", "production"]
     assert job["environment"] == {"name": "production", "action": "prepare"}
     assert job["variables"]["BUILDKITD_FLAGS"] == "--oci-worker-no-process-sandbox"
     assert all(isinstance(value, str) for value in job["variables"].values()), job["variables"]  # GitLab needs strings
@@ -110,7 +108,7 @@ def test_template_job_shape() -> None:
 
 def _shell_scripts() -> dict[str, str]:
     scripts = {}
-    for name, job in included_jobs(app="web").items():
+    for name, job in included_jobs(app="web", environment="dev").items():
         scripts[f"template:{name}"] = "\n".join(job["script"])
     pipeline = yaml.safe_load(PIPELINE.read_text())
     for name, job in pipeline.items():
@@ -143,7 +141,7 @@ def test_every_variable_the_template_reads_is_predefined_an_input_or_written_by_
     credentials = {"mode": "oidc", "oidcSubjects": [{"projectPath": "acme/web-api", "ref": "main"}]} if mode == "oidc" else {}
     run = run_program(make_config(registry={"region": "eu-west-1", "applications": ["web-api"]}, credentials=credentials))
     written = {r.inputs["key"] for r in run.of_type("gitlab:index/projectVariable:ProjectVariable")}
-    job = included_jobs(app="web-api", credentials=mode)["build-image-web-api"]
+    job = included_jobs(app="web-api", environment="dev", credentials=mode)["build-image-web-api"]
     script = "\n".join(job["script"])
     read = _read_variables(script) - PREDEFINED - TEMPLATE_OWN
     # ECR_REPOSITORY_${app_key} is read indirectly: resolve it the way the script does.
@@ -156,7 +154,7 @@ def test_every_variable_the_template_reads_is_predefined_an_input_or_written_by_
 
 def _app_key_in_shell(app: str) -> str:
     """Run the template's own key derivation in sh, so a change on either side breaks the contract test."""
-    script = "\n".join(included_jobs(app=app)[f"build-image-{app}"]["script"])
+    script = "\n".join(included_jobs(app=app, environment="dev")[f"build-image-{app}"]["script"])
     line = next(line.strip() for line in script.splitlines() if line.strip().startswith("app_key="))
     result = subprocess.run(["sh", "-c", f'APP="$1"; {line}; printf %s "$app_key"', "sh", app], capture_output=True, text=True, check=True)
     return result.stdout
@@ -180,13 +178,13 @@ def test_pipeline_structure() -> None:
             "$CI_COMMIT_BRANCH != $CI_DEFAULT_BRANCH"
         }
     ]
-    # the read-only identity, not the deploy one
+    # the read-only identity, not the deploy one (what reaches it: tests/test_pipeline_semantics.py)
     assert preview["variables"] == {
-        "AWS_ROLE_ARN": "$PULUMI_PREVIEW_ROLE_ARN",
-        "KUBECONFIG": "$PREVIEW_KUBECONFIG",
-        "GITLAB_TOKEN": "$PREVIEW_GITLAB_TOKEN",
+        "IDENTITY": "preview",
         "PULUMI_DEBUG_COMMANDS": "true",  # the CLI's --event-log needs it (test_a_job_that_writes_an_event_log_enables_the_flag)
     }
+    assert preview["environment"]["name"] == "preview/$ENVIRONMENT"
+    assert "cicd.check_protected_refs --stack \"$STACK\" --require" in " ".join(pipeline[".deploy"]["script"])
     assert "--source-branch" in " ".join(preview["script"])
     assert [m["STACK"] for m in preview["parallel"]["matrix"]] == ["dev", "staging", "prod"]
     tiers = {name: pipeline[name]["environment"]["deployment_tier"] for name in ("deploy:dev", "deploy:staging", "deploy:prod")}
@@ -220,93 +218,27 @@ def test_a_job_that_writes_an_event_log_enables_the_flag() -> None:
 
 def test_template_runs_only_where_its_credentials_exist_by_default() -> None:
     """Regression: the job joined every pipeline and failed (or waited) without the protected credentials."""
-    job = included_jobs(app="web")["build-image-web"]
+    job = included_jobs(app="web", environment="dev")["build-image-web"]
     assert job["rules"] == [
         {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"', "when": "never"},
         {"if": '$CI_COMMIT_REF_PROTECTED == "true"'},
     ]
     custom = [{"if": '$CI_COMMIT_BRANCH == "main"'}]
-    assert included_jobs(app="web", rules=custom)["build-image-web"]["rules"] == custom
+    assert included_jobs(app="web", environment="dev", rules=custom)["build-image-web"]["rules"] == custom
 
 
 @pytest.mark.parametrize("app", ["Web", "web\n", "web api", "web--api", "-web", "web/", "", "web$(id)"])
 def test_template_app_input_is_refused_at_pipeline_creation(app: str) -> None:
     with pytest.raises(InputRejected, match="input app does not match"):
-        included_jobs(app=app)
+        included_jobs(app=app, environment="dev")
 
 
 @pytest.mark.parametrize("app", ["web", "web-api", "team/service.v2", "a_b"])
 def test_template_app_input_accepts_application_names(app: str) -> None:
-    assert f"build-image-{app}" in included_jobs(app=app)
+    assert f"build-image-{app}" in included_jobs(app=app, environment="dev")
 
 
-# --- Merge-request pipelines get no protected variable ------------------------------------------------
-
-
-def _protected_variables() -> set[str]:
-    header = PIPELINE.read_text().split("all PROTECTED", 1)[1].split("\n\n", 1)[0]
-    return set(re.findall(r"^#   ([A-Z][A-Z0-9_]+) ", header, re.MULTILINE))
-
-
-def _rule_matches(expression: str, env: dict[str, str]) -> bool:
-    """GitLab `rules:if` for the subset the pipeline uses: ==, !=, &&, ||, $VAR truthiness, "strings"."""
-
-    def value(token: str) -> str:
-        token = token.strip()
-        if token.startswith("$"):
-            return env.get(token[1:], "")
-        return token.strip('"')
-
-    def clause(text: str) -> bool:
-        for op in ("!=", "=="):
-            if op in text:
-                left, right = text.split(op, 1)
-                return (value(left) == value(right)) == (op == "==")
-        return bool(value(text))
-
-    return any(all(clause(c) for c in alternative.split("&&")) for alternative in expression.split("||"))
-
-
-def _jobs(pipeline: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    def resolved(job: dict[str, Any]) -> dict[str, Any]:
-        base = job.get("extends")
-        return {**resolved(pipeline[base]), **job} if base else dict(job)
-
-    return {name: resolved(job) for name, job in pipeline.items() if isinstance(job, dict) and not name.startswith(".") and "script" in job}
-
-
-MR_PIPELINE = {
-    "CI_PIPELINE_SOURCE": "merge_request_event",
-    "CI_DEFAULT_BRANCH": "main",
-    "CI_COMMIT_REF_PROTECTED": "false",
-    "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "7",
-    "CI_PROJECT_ID": "7",
-}
-
-
-def test_no_merge_request_pipeline_job_reads_a_protected_variable() -> None:
-    """MR pipelines (any branch, forks too) get no credentials: no job they run may even name one."""
-    protected = _protected_variables()
-    assert {"PULUMI_CONFIG_PASSPHRASE", "PULUMI_PREVIEW_ROLE_ARN", "GITLAB_TOKEN", "PREVIEW_NOTE_TOKEN", "KUBECONFIG"} <= protected
-    pipeline = yaml.safe_load(PIPELINE.read_text())
-    running = []
-    for name, job in _jobs(pipeline).items():
-        rules = job.get("rules") or [{}]
-        if not any(_rule_matches(rule.get("if", "true"), MR_PIPELINE) and rule.get("when") != "never" for rule in rules):
-            continue
-        running.append(name)
-        text_of_job = json.dumps({k: job.get(k) for k in ("script", "before_script", "variables")})
-        used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text_of_job))
-        assert not used & protected, f"{name} reads {sorted(used & protected)} in merge-request pipelines"
-        assert "id_tokens" not in job, name
-    assert sorted(running) == ["desired-state-diff", "lint", "synth", "test"]
-
-
-def test_the_rule_evaluator_is_not_vacuous() -> None:
-    assert _rule_matches('$CI_PIPELINE_SOURCE == "merge_request_event"', MR_PIPELINE)
-    assert not _rule_matches('$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_REF_PROTECTED == "true"', MR_PIPELINE)
-    assert not _rule_matches("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", MR_PIPELINE)
-    assert _rule_matches('$CI_PIPELINE_SOURCE != "schedule"', MR_PIPELINE)
+# Merge-request pipelines and credentials: tests/test_pipeline_semantics.py (gitlab-ci-local, every kind of pipeline).
 
 
 def test_repository_shell_scripts_pass_shellcheck() -> None:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from components.config import ConfigError, is_pinned_image, parse_config, project_config
 
 SCOPE = {"type": "project_type", "projectId": 1}
+PREVIEW = {"projectPath": "acme/infra", "refs": ["infra/*"], "stateBucket": "acme-pulumi-state"}
 
 
 def error_of(raw: dict) -> str:
@@ -197,13 +198,13 @@ def test_config_is_frozen() -> None:
         (
             {
                 "credentials": {"oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/gitlab.other.example"},
-                "preview": {"projectPath": "a/b"},
+                "preview": PREVIEW,
             },
             r"credentials\.oidcProviderArn = \"arn:aws:iam::123456789012:oidc-provider/gitlab.other.example\": must be the IAM OIDC "
             r"provider of gitlab.url's host: arn:<partition>:iam::<account>:oidc-provider/gitlab.example.com",
         ),
         (
-            {"credentials": {"oidcProviderArn": "arn:aws:iam::123456789012:role/gitlab.example.com"}, "preview": {"projectPath": "a/b"}},
+            {"credentials": {"oidcProviderArn": "arn:aws:iam::123456789012:role/gitlab.example.com"}, "preview": PREVIEW},
             r"credentials\.oidcProviderArn = .*: must be the IAM OIDC provider of gitlab.url's host",
         ),
         (
@@ -669,7 +670,7 @@ OIDC = {"mode": "oidc"}
 
 @pytest.mark.parametrize("environment", ["staging", "prod"])
 @pytest.mark.parametrize("ref", ["*", "release/*", "v*", "main*"])
-def test_outside_dev_only_exact_refs_are_trusted(environment: str, ref: str) -> None:
+def test_outside_dev_only_exact_branches_are_trusted(environment: str, ref: str) -> None:
     subjects = [{"projectPath": "acme/web", "ref": "main"}, {"projectPath": "acme/api", "ref": ref}]
     raw = make_config(
         environment=environment,
@@ -678,7 +679,7 @@ def test_outside_dev_only_exact_refs_are_trusted(environment: str, ref: str) -> 
     )
     message = error_of(raw)
     assert (
-        f'gitlab-buildkit-runner:credentials.oidcSubjects.1.ref = "{ref}": is a pattern: outside dev only exact refs are trusted' in message
+        f'gitlab-buildkit-runner:credentials.oidcSubjects.1.ref = "{ref}": is a branch pattern: outside dev only exact branches' in message
     )
 
 
@@ -703,9 +704,51 @@ def test_projects_whose_names_collide_are_refused() -> None:
     assert "map to the same name part 'acme-web-x'" in error_of(make_config(registry={"region": "eu-west-1", "applications": apps}))
 
 
-@pytest.mark.parametrize("ref", ["main*", "release/*", "", "a b"])
-def test_preview_refs_are_exact(ref: str) -> None:
-    assert "preview.refs.0 = " in error_of(make_config(preview={"projectPath": "acme/infra", "refs": [ref]}))
+@pytest.mark.parametrize("ref", ["main?", "", "a b", "release/[0-9]", "a//b"])
+def test_preview_refs_are_branch_names_or_wildcards(ref: str) -> None:
+    assert "preview.refs.0 = " in error_of(make_config(preview={**PREVIEW, "refs": [ref]}))
+
+
+@pytest.mark.parametrize(
+    ("preview", "fragment"),
+    [
+        ({"projectPath": "acme/infra"}, "refs is required with projectPath"),
+        ({**PREVIEW, "refs": ["infra/*", "main"]}, "contain the default branch 'main': the preview job never runs there"),
+        ({**PREVIEW, "defaultBranch": "trunk", "refs": ["trunk"]}, "contain the default branch 'trunk'"),
+        ({"projectPath": "acme/infra", "refs": ["infra/*"]}, "stateBucket is required with projectPath"),
+        ({**PREVIEW, "secretsKeyArn": "alias/pulumi-dev"}, "preview.secretsKeyArn"),
+    ],
+)
+def test_preview_config_is_complete(preview: dict, fragment: str) -> None:
+    """Defect 2: the preview role trusted refs [main] by default, where the preview job never runs."""
+    assert fragment in error_of(make_config(preview=preview))
+
+
+def test_preview_accepts_wildcard_branches() -> None:
+    assert parse_config(make_config(preview={**PREVIEW, "refs": ["infra/*", "next"]})).preview.refs == ["infra/*", "next"]
+
+
+def test_the_runner_carries_the_environment_tag() -> None:
+    """Defect 4: every stack's runner matched the template's default tags [buildkit]."""
+    message = error_of(make_config(runner={"scope": SCOPE, "tags": ["buildkit"]}))
+    assert "runner.tags = [\"buildkit\"]: must contain 'dev' (gitlab.environmentScope, else environment)" in message
+    scoped = make_config(runner={"scope": SCOPE, "tags": ["buildkit", "dev"]}, gitlab={"environmentScope": "development"})
+    assert "must contain 'development'" in error_of(scoped)
+
+
+def test_outside_dev_tag_patterns_are_accepted_and_branch_patterns_refused() -> None:
+    base = make_config(
+        environment="staging",
+        runner={"scope": SCOPE, "tags": ["buildkit", "staging"]},
+        registry={"region": "eu-west-1", "applications": ["web"]},
+    )
+    tag = {"projectPath": "acme/web", "refType": "tag", "ref": "v*"}
+    branch = {"projectPath": "acme/web", "refType": "branch", "ref": "release/*"}
+    apps = base["registry"]
+    ok = {**base, "credentials": {"mode": "oidc", "oidcSubjects": [tag]}}
+    assert apps and parse_config(ok, stack="staging").credentials.oidc_subjects[0].ref == "v*"
+    bad = {**base, "credentials": {"mode": "oidc", "oidcSubjects": [tag, branch]}}
+    assert 'credentials.oidcSubjects.1.ref = "release/*": is a branch pattern' in error_of(bad)
 
 
 @pytest.mark.parametrize(
@@ -717,7 +760,7 @@ def test_preview_refs_are_exact(ref: str) -> None:
         ),
         ({"runner": {"scope": SCOPE, "allowedServices": ["postgres 16"]}}, "runner.allowedServices.0"),
         ({"preview": {"projectPath": "acme infra"}}, 'preview.projectPath = "acme infra": must be a GitLab path'),
-        ({"preview": {"projectPath": "acme/infra", "refs": []}}, "preview.refs = []: List should have at least 1 item"),
+        ({"preview": {**PREVIEW, "refs": []}}, "preview.refs = []: List should have at least 1 item"),
         (
             {"registry": {"region": "eu-west-1", "applications": [{"name": "web"}]}},
             "registry.applications.0.projectPath: required but not set",
@@ -787,6 +830,7 @@ def test_environment_scope_is_exact_outside_dev(environment: str, scope: str) ->
     raw["gitlab"] = {**raw["gitlab"], "environmentScope": scope}
     assert f'gitlab.environmentScope = "{scope}": is a wildcard' in error_of(raw)
     raw["environment"] = "dev"
+    raw["runner"] = {**raw["runner"], "tags": ["buildkit", "dev"]}  # a wildcard scope: the runner's tag is the environment
     assert parse_config(raw).environment_scope == scope
 
 

@@ -21,6 +21,8 @@ from verify.harness import (
 
 STACK = "urn:pulumi:dev::gitlab-buildkit-runner::pulumi:pulumi:Stack::gitlab-buildkit-runner-dev"
 
+PREVIEW = {"projectPath": "acme/gitlab-buildkit-runner", "refs": ["infra/*"], "stateBucket": "acme-pulumi-state"}
+
 
 @pytest.fixture(scope="module")
 def run() -> ProgramRun:
@@ -92,7 +94,7 @@ def test_user_runner_inputs(run: ProgramRun) -> None:
         "runnerType": "project_type",
         "projectId": 42,
         "description": "rootless BuildKit runner (dev)",
-        "tagLists": ["buildkit"],
+        "tagLists": ["buildkit", "dev"],
         "untagged": False,
         "accessLevel": "not_protected",
         "locked": True,
@@ -297,7 +299,7 @@ def test_existing_oidc_provider_is_reused() -> None:
 
 def test_an_oidc_provider_another_stack_owns_is_looked_up_by_url_not_created() -> None:
     # AWS allows one IAM OIDC provider per URL per account: the second stack of an account finds it.
-    run = run_program(make_config(credentials={"oidcProvider": "existing"}, preview={"projectPath": "acme/gitlab-buildkit-runner"}))
+    run = run_program(make_config(credentials={"oidcProvider": "existing"}, preview=PREVIEW))
     assert run.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == []
     (role,) = run.of_type("aws:iam/role:Role")
     assert "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com" in role.inputs["assumeRolePolicy"]
@@ -306,7 +308,7 @@ def test_an_oidc_provider_another_stack_owns_is_looked_up_by_url_not_created() -
 def test_a_missing_existing_oidc_provider_fails_before_any_resource_with_the_key() -> None:
     with pytest.raises(ConfigError) as caught:
         run_program(
-            make_config(credentials={"oidcProvider": "existing"}, preview={"projectPath": "acme/gitlab-buildkit-runner"}),
+            make_config(credentials={"oidcProvider": "existing"}, preview=PREVIEW),
             oidc_providers=False,
         )
     message = str(caught.value)
@@ -500,7 +502,7 @@ def test_cluster_scoped_objects_are_named_per_stack() -> None:
         run = run_program(
             make_config(
                 kubernetes={"managerNamespace": manager, "jobNamespace": f"{manager}-jobs"},
-                preview={"projectPath": "acme/gitlab-buildkit-runner"},
+                preview=PREVIEW,
             )
         )
         found = [r for r in run.resources if r.type.split(":")[-1] in CLUSTER_SCOPED and r.type.startswith("kubernetes:")]

@@ -75,7 +75,7 @@ def template_env(
         (tmp_path / "build-error").write_text(env.pop("FAKE_BUILD_ERROR"))
     if "STUB_WAIT_FOR" in env:
         (tmp_path / "wait-for").write_text(env.pop("STUB_WAIT_FOR"))
-    job = included_jobs(app=app, credentials=credentials, **inputs)[f"build-image-{app}"]
+    job = included_jobs(app=app, credentials=credentials, **{"environment": "dev", **inputs})[f"build-image-{app}"]
     variables = {k: str(v) for k, v in job["variables"].items()}
     environment = {
         "PATH": f"{stubs}:/usr/bin:/bin",

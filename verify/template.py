@@ -55,5 +55,6 @@ def included_jobs(**given: Any) -> dict[str, Any]:
 
 def build_job(app: str, **inputs: Any) -> tuple[str, dict[str, str]]:
     """The job's script (one shell text, as the runner runs it) and its `variables`."""
+    inputs.setdefault("environment", "dev")  # the tests' and e2e's default; consumers must name it
     job = included_jobs(app=app, **inputs)[f"build-image-{app}"]
     return "\n".join(job["script"]), {k: str(v) for k, v in job["variables"].items()}

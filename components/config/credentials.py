@@ -23,8 +23,9 @@ class OidcSubject(ConfigModel):
     ref_type: Literal["branch", "tag"] = "branch"
     """'branch' or 'tag'."""
     ref: Annotated[str, matching(re.compile(r"[A-Za-z0-9_.*/-]+"), "a branch/tag name or pattern of A-Za-z0-9_.*/-")]
-    """Branch or tag name, which must be protected in GitLab (the token cannot say); a '*' pattern
-    (StringLike) only in dev: anyone who can push a matching branch or tag could assume the role."""
+    """Branch or tag name, which must be protected in GitLab: the ID token carries `ref_protected`, but an
+    IAM trust policy can test only `aud` and `sub`. A '*' pattern (StringLike): branches only in dev;
+    tags everywhere, applied only when a protected-tag rule covers the pattern (cicd.check_protected_refs --require)."""
 
 
 class CredentialsConfig(ConfigModel):

@@ -66,13 +66,15 @@ class StackConfig(ConfigModel):
                     subject.project_path,
                     f"is not the project of any application ({', '.join(sorted(projects))}): each project's role trusts only its own refs",
                 )
-            if self.environment != "dev" and "*" in subject.ref:
+            if self.environment != "dev" and "*" in subject.ref and subject.ref_type == "branch":
                 raise RuleViolation(
                     f"credentials.oidcSubjects.{index}.ref",
                     subject.ref,
-                    "is a pattern: outside dev only exact refs are trusted, since the ID token cannot say whether "
-                    "a ref is protected and anyone who can push a matching branch or tag could assume the push role; "
-                    "list each protected branch or tag",
+                    "is a branch pattern: outside dev only exact branches are trusted (an IAM trust policy cannot "
+                    "test whether a ref is protected: STS exposes only the token's aud and sub, and anyone who can "
+                    "push a matching branch could assume the push role); list each protected branch. Tag patterns "
+                    "(refType: tag, e.g. 'v*') are accepted: the deploy job refuses to apply them unless a "
+                    "protected-tag rule covers them (cicd.check_protected_refs --require)",
                 )
         if self.credentials.mode == "oidc":
             trusted = {s.project_path for s in self.credentials.oidc_subjects}
@@ -83,6 +85,19 @@ class StackConfig(ConfigModel):
                         [s.project_path for s in self.credentials.oidc_subjects],
                         f"names no ref of project {path!r}: its applications ({', '.join(projects[path])}) could never push",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _runner_carries_the_environment_tag(self) -> StackConfig:
+        tag = self.environment_tag
+        if tag not in self.runner.tags:
+            raise RuleViolation(
+                "runner.tags",
+                self.runner.tags,
+                f"must contain {tag!r} (gitlab.environmentScope, else environment): the build template tags every job "
+                "with its environment input, so that a job, and the credentials it carries, run only on its own "
+                "environment's runner (GitLab runs a job on a runner that has all of the job's tags)",
+            )
         return self
 
     def needs_oidc_provider(self) -> bool:
@@ -205,6 +220,13 @@ class StackConfig(ConfigModel):
                     f"kubernetes.jobQuota.{key} to at least {_human(needed, key)} or lower runner.concurrent to {fits}",
                 )
         return self
+
+    @property
+    def environment_tag(self) -> str:
+        """The runner tag the build template's jobs of this environment carry: the exact environment scope
+        (a wildcard scope, dev only, falls back to the environment name)."""
+        scope = self.environment_scope
+        return self.environment if "*" in scope else scope
 
     @property
     def environment_scope(self) -> str:
