@@ -5,25 +5,33 @@ For each kind of pipeline (KINDS) the pipeline file runs through gitlab-ci-local
 variable expansion, environment-scoped variables and their precedence over a job's `variables:`), in a
 throw-away git repository whose remote names the project. Every job's scripts are replaced by a dump
 of the environment the job's script would see (file-type variables read back); nothing else changes.
-What gitlab-ci-local does not model is added here, each from GitLab's documentation:
+What gitlab-ci-local does not model is added here, each from GitLab's documentation or source (the
+GitHub mirror gitlabhq/gitlabhq, at the commits named):
 
-- protected variables reach only pipelines of protected refs; merge-request pipelines run on
-  refs/merge-requests/<iid>/head, which is not protected (gitlab-ci-local passes every variable):
-  https://docs.gitlab.com/ci/variables/#protect-a-cicd-variable
-- a merge request from a fork runs in the fork, without the parent project's variables:
-  https://docs.gitlab.com/ci/pipelines/merge_request_pipelines/#use-with-forked-projects
-- `CI_COMMIT_REF_PROTECTED`, `CI_PIPELINE_SOURCE`, tag and merge-request variables of the kind (gitlab-ci-local
-  always says push, unprotected): https://docs.gitlab.com/ci/variables/predefined_variables/
+- protected variables reach only pipelines of protected branches and tags; merge-request pipelines
+  run on refs/merge-requests/<iid>/head, not protected (the project setting that lets them read
+  protected variables is assumed off, its default); a fork's merge request runs in the fork, without
+  the parent project's variables ("By default, pipelines from forked projects can't access the CI/CD
+  variables available to the parent project"); gitlab-ci-local passes every variable to every job:
+  Ref: https://github.com/gitlabhq/gitlabhq/blob/017a6c129d6a9e4ad9fec792cd84f88641d7dbfe/doc/ci/variables/_index.md ("Protect variable", "For a project")
+- `CI_COMMIT_REF_PROTECTED`, `CI_PIPELINE_SOURCE`, the tag and merge-request variables of the kind
+  (gitlab-ci-local always says push, unprotected):
+  Ref: https://github.com/gitlabhq/gitlabhq/blob/2f369bd95866b7f623387ce2b6acf646df3d5222/doc/ci/variables/predefined_variables.md
 - whether a pipeline is created at all: `workflow:rules` (gitlab-ci-local evaluates them only for their
-  variables), run by gitlab-ci-local's own rule engine as the rules of a job `.workflow` → `__workflow__`
-- ID tokens (gitlab-ci-local issues none): `sub` = project_path:<path>:ref_type:<branch|tag>:ref:<ref>,
-  with the merge request's source branch as ref in merge-request pipelines, `aud` as the job asks:
-  https://docs.gitlab.com/ci/secrets/id_token_authentication/#token-payload
-- which runner may take a job: one whose tags include all of the job's tags, and, when the runner is
-  protected, only jobs of protected refs: https://docs.gitlab.com/ci/runners/configure_runners/#control-jobs-that-a-runner-can-run
+  variables), run by gitlab-ci-local's own rule engine as the rules of a job `__workflow__`
+- ID tokens (gitlab-ci-local issues none): `sub` = project_path:<path>:ref_type:<branch|tag>:ref:<source
+  ref> (a merge request's source branch in merge-request pipelines), `aud` as the job asks:
+  Ref: https://github.com/gitlabhq/gitlabhq/blob/ba0f3164d55d31dedaebd6ebda6232beb2681c86/lib/gitlab/ci/jwt_v2.rb
+- which runner may take a job: one whose tags include all of the job's tags (untagged jobs only on
+  runners that run untagged jobs), and a protected runner only jobs of protected refs:
+  Ref: https://docs.gitlab.com/ci/runners/configure_runners/#control-jobs-that-a-runner-can-run
 - whether STS accepts a token for a role: the role's trust policy, StringEquals/StringLike on `aud`
-  and `sub` (the only claims an IAM trust policy can test for a GitLab provider; `ref_protected` is in
-  the token but not a condition key): https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#condition-keys-wif
+  and `sub` (the claims an IAM trust policy can test for a GitLab provider; `ref_protected` is in the
+  token but not a condition key); any other operator is refused (fail closed):
+  Ref: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#condition-keys-wif
+Not modelled, so not in the matrix: a maintainer running a fork's merge request pipeline in this
+project (the fork's CI file with all of this project's variables, per the same variables page), and
+pipeline variables (set `ci_pipeline_variables_minimum_override_role` to `no_one_allowed`).
 
     python -m verify.pipeline            # print the credential matrix
     python -m verify.pipeline --write    # regenerate it in docs/pipeline.md
@@ -278,8 +286,14 @@ def evaluate(
         }
         for key in [k for k in env if k.startswith("GCL_") or k == "GITLAB_CI"]:
             env.pop(key)  # gitlab-ci-local reads GCL_* as options
+        # The expanded file (extends, includes with inputs) once per file, with gitlab-ci-local's schema
+        # validation; then, per kind, without it (the same file, ~0.3 s saved per run).
+        key = (yaml.safe_dump(document, sort_keys=True), tuple(sorted((files or {}).items())))
+        if key not in _PREVIEWS:
+            _PREVIEWS[key] = yaml.safe_load(_run(binary, repo, [*args, "--preview"], env).split("---\n", 1)[-1])
+        preview = _PREVIEWS[key]
+        args.append("--no-json-schema-validation")
         listed = _json_from(_run(binary, repo, [*args, "--list-json"], env))
-        preview = yaml.safe_load(_run(binary, repo, [*args, "--preview"], env).split("---\n", 1)[-1])
         whens = {job["name"]: job["when"] for job in listed}
         pipeline = Pipeline(kind, created=whens.pop("__workflow__", "never") != "never")
         if not pipeline.created:
@@ -316,6 +330,9 @@ def evaluate(
         pipeline.order = [[n for n in pipeline.jobs if pipeline.jobs[n].stage == s] for s in stages]
         pipeline.order = [names for names in pipeline.order if names]
         return pipeline
+
+
+_PREVIEWS: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
 
 
 def _preview_job(preview: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -461,6 +478,7 @@ class Row:
     subject: str | None
     runners: list[str]
     stage: str = ""
+    manual: bool = False
 
 
 def credentials_of(job: Job, variables: Sequence[Variable], roles: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
@@ -509,7 +527,17 @@ def infra_rows(kinds: Iterable[Kind] = KINDS) -> list[Row]:
                 "preview role": stack_facts(stack).preview_role_trust if stack else None,
             }
             rows.append(
-                Row("infra", kind, name, job.environment, credentials_of(job, variables, roles), job.id_token_subject(), [], job.stage)
+                Row(
+                    "infra",
+                    kind,
+                    name,
+                    job.environment,
+                    credentials_of(job, variables, roles),
+                    job.id_token_subject(),
+                    [],
+                    job.stage,
+                    job.when == "manual",
+                )
             )
         if not pipeline.created:
             rows.append(Row("infra", kind, "(no pipeline)", None, [], None, []))
@@ -545,6 +573,7 @@ def template_rows(kinds: Iterable[Kind] = KINDS) -> list[Row]:
                     job.id_token_subject(),
                     runners,
                     job.stage,
+                    job.when == "manual",
                 )
             )
     return rows
@@ -570,7 +599,7 @@ def order_markdown(rows: Sequence[Row]) -> str:
     for r in rows:
         seen.setdefault((r.pipeline, r.kind.title), [])
         if not r.job.startswith("("):
-            seen[(r.pipeline, r.kind.title)].append(f"{r.stage}: `{r.job}`")
+            seen[(r.pipeline, r.kind.title)].append(f"{r.stage}: `{r.job}`" + (" (manual)" if r.manual else ""))
     for (pipeline, title), jobs in seen.items():
         stages: dict[str, list[str]] = {}
         for item in jobs:
