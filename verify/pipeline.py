@@ -288,10 +288,10 @@ def evaluate(
             env.pop(key)  # gitlab-ci-local reads GCL_* as options
         # The expanded file (extends, includes with inputs) once per file, with gitlab-ci-local's schema
         # validation; then, per kind, without it (the same file, ~0.3 s saved per run).
-        key = (yaml.safe_dump(document, sort_keys=True), tuple(sorted((files or {}).items())))
-        if key not in _PREVIEWS:
-            _PREVIEWS[key] = yaml.safe_load(_run(binary, repo, [*args, "--preview"], env).split("---\n", 1)[-1])
-        preview = _PREVIEWS[key]
+        cache_key = (yaml.safe_dump(document, sort_keys=True), tuple(sorted((files or {}).items())))
+        if cache_key not in _PREVIEWS:
+            _PREVIEWS[cache_key] = yaml.safe_load(_run(binary, repo, [*args, "--preview"], env).split("---\n", 1)[-1])
+        preview = _PREVIEWS[cache_key]
         args.append("--no-json-schema-validation")
         listed = _json_from(_run(binary, repo, [*args, "--list-json"], env))
         whens = {job["name"]: job["when"] for job in listed}
