@@ -5,22 +5,16 @@ Thin on purpose: validate config, build the components, export. Everything else 
 
 import pulumi
 
+from components.application_project import ApplicationProject, ApplicationProjectArgs, component_name
 from components.aws_account import lookup_account
-from components.ci_variables import CiVariables, CiVariablesArgs, project_variable_specs, shared_variable_specs
-from components.config import load_config, project_key
+from components.ci_variables import CiVariables, CiVariablesArgs, shared_variable_specs
+from components.config import load_config
 from components.confined_profiles import confined_profiles_output
 from components.namespaces import RunnerNamespaces, RunnerNamespacesArgs
 from components.network import NetworkIsolation, NetworkIsolationArgs
 from components.preview_access import PreviewAccess, PreviewAccessArgs
 from components.providers import build_providers
-from components.push_identity import (
-    GitlabOidcProvider,
-    GitlabOidcProviderArgs,
-    PushIdentity,
-    PushIdentityArgs,
-    existing_oidc_provider_arn,
-    iam_name,
-)
+from components.push_identity import GitlabOidcProvider, GitlabOidcProviderArgs, existing_oidc_provider_arn
 from components.rbac import RunnerRbac, RunnerRbacArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.runner import GitlabRunner, GitlabRunnerArgs
@@ -85,7 +79,7 @@ def main() -> None:
         opts=pulumi.ResourceOptions(providers=[providers.kubernetes, providers.gitlab]),
     )
     account = lookup_account(cfg.registry.region, providers.aws)
-    registry = ImageRegistry("ecr", ImageRegistryArgs(cfg.registry, account), opts=on_aws)
+    registry_host = account.registry_host()
 
     # One GitLab OIDC provider for every role ID tokens assume (push roles, the preview role).
     oidc = (
@@ -95,47 +89,33 @@ def main() -> None:
     )
     oidc_arn = oidc.arn if oidc else existing_oidc_arn
 
-    # One push identity, cache repository and set of CI/CD variables per GitLab project.
-    identity_names = {}
-    for project, apps in cfg.registry.projects().items():
-        key = project_key(project)
-        identity_names[project] = iam_name(f"gitlab-buildkit-push-{cfg.environment}", key)
-        identity = PushIdentity(
-            f"push-{key}",
-            PushIdentityArgs(
-                cfg.credentials,
-                identity_name=identity_names[project],
+    # Each application project: its repositories, its cache, its push identity, its CI/CD variables.
+    registry = ImageRegistry("ecr", ImageRegistryArgs(cfg.registry, registry_host), opts=on_aws)
+    repositories = registry.settings
+    projects = {
+        project: ApplicationProject(
+            component_name(project),
+            ApplicationProjectArgs(
+                cfg,
                 project_path=project,
+                applications=apps,
                 account=account,
-                repository_names=[*(cfg.registry.repository_name(a) for a in apps), cfg.registry.cache_repository_name(project)],
-                gitlab_url=cfg.gitlab.url,
-                gitlab_host=cfg.gitlab.host,
+                repositories=repositories,
+                registry_host=registry_host,
+                aws_provider=providers.aws,
+                gitlab_provider=providers.gitlab,
                 oidc_provider_arn=oidc_arn,
-                oidc_subjects=[s for s in cfg.credentials.oidc_subjects if s.project_path == project],
-                depends_on=[oidc] if oidc else [],
+                oidc_provider=oidc,
             ),
-            opts=on_aws,
         )
-        variables = project_variable_specs(
-            credentials_mode=cfg.credentials.mode,
-            repository_urls={app: registry.repository_urls[app] for app in apps},
-            cache_url=registry.cache_urls[project],
-            access_key_id=identity.access_key_id,
-            secret_access_key=identity.secret_access_key,
-            role_arn=identity.role_arn,
-        )
-        if not cfg.gitlab.shared_variables_group:
-            variables = [*shared_variable_specs(region=cfg.registry.region, registry_host=registry.registry_host), *variables]
-        CiVariables(
-            f"ci-{key}",
-            CiVariablesArgs(variables, cfg.environment_scope, cfg.gitlab.protect_variables, project=project),
-            opts=on_gitlab,
-        )
+        for project, apps in cfg.registry.projects().items()
+    }
+    identity_names = {project: p.identity_name for project, p in projects.items()}
     if cfg.gitlab.shared_variables_group:
         CiVariables(
             "ci-shared",
             CiVariablesArgs(
-                shared_variable_specs(region=cfg.registry.region, registry_host=registry.registry_host),
+                shared_variable_specs(region=cfg.registry.region, registry_host=registry_host),
                 cfg.environment_scope,
                 cfg.gitlab.protect_variables,
                 group=cfg.gitlab.shared_variables_group,
@@ -182,9 +162,9 @@ def main() -> None:
     pulumi.export("runnerId", runner.runner_id)
     pulumi.export("releaseName", runner.release.name)
     pulumi.export("releaseStatus", runner.release_status)
-    pulumi.export("registry", registry.registry_host)
-    pulumi.export("repositories", registry.repository_urls)
-    pulumi.export("cacheRepositories", registry.cache_urls)
+    pulumi.export("registry", registry_host)
+    pulumi.export("repositories", {app: url for p in projects.values() for app, url in p.repository_urls.items()})
+    pulumi.export("cacheRepositories", {project: p.cache_url for project, p in projects.items()})
     pulumi.export("credentialsMode", cfg.credentials.mode)
     pulumi.export("pushIdentities", identity_names)
 

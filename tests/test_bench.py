@@ -29,10 +29,10 @@ def test_depth_counts_the_longest_chain_and_expands_components() -> None:
 def test_adding_applications_adds_width_not_depth() -> None:
     small = run_program(fleet_config("dev", 1), stack="dev")
     large = run_program(fleet_config("dev", 40), stack="dev")
-    # One application in its own project: its repository and lifecycle, the project's cache repository and
-    # lifecycle, its push identity (component, policy, user, attachment, key) and its CI variables
-    # (component and six variables).
-    assert len(large.resources) - len(small.resources) == 39 * 16
+    # One application in its own project: the ApplicationProject component, its repository and lifecycle,
+    # the project's cache repository and lifecycle, its push identity (component, policy, user, attachment,
+    # key) and its CI variables (component and six variables).
+    assert len(large.resources) - len(small.resources) == 39 * 17
     assert dependency_depth(small.resources) == dependency_depth(large.resources) == 5
 
 

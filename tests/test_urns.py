@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pulumi
 import pulumi_aws as aws
 import pytest
@@ -73,7 +76,24 @@ def test_the_upgrade_to_per_project_identities_keeps_every_application_repositor
     stack = urn.split(":")[2]
     from verify.harness import engine_urn
 
-    assert urn in {engine_urn(r.urn) for r in run_stack(stack).resources}
+    run = run_stack(stack).resources
+    assert urn in {engine_urn(r.urn) for r in run} | {a for r in run for a in r.aliases}
+
+
+BEFORE_2_0 = json.loads((Path(__file__).parent / "fixtures" / "urns-before-2.0.0.json").read_text())
+
+
+@pytest.mark.parametrize("stack", sorted(BEFORE_2_0))
+def test_every_resource_of_1x_state_is_kept_by_urn_or_alias(stack: str) -> None:
+    """One component per application project moved repositories, identities and variables: each keeps
+    its 1.x URN as an alias (children inherit their moved parent's), so the upgrade replaces nothing."""
+    from verify.harness import engine_urn
+
+    run = run_stack(stack).resources
+    carried = {engine_urn(r.urn) for r in run} | {a for r in run for a in r.aliases}
+    lost = sorted(set(BEFORE_2_0[stack]) - carried)
+    assert lost == [], lost
+    assert len(BEFORE_2_0[stack]) > 50
 
 
 def test_the_oidc_provider_moves_by_alias_not_replacement() -> None:

@@ -204,7 +204,7 @@ class RecordingMonitor(MockMonitor):
             protect=bool(request.protect),
             dependencies=list(request.dependencies),
             additional_secret_outputs=list(request.additionalSecretOutputs),
-            aliases=[*request.aliasURNs, *(alias_urn(a, request) for a in request.aliases)],
+            aliases=self._aliases(request),
             resource_id=response.id,
             # Converting every Struct to a dict here would be paid per resource even when nobody reads it.
             request_object=request.object if request.HasField("object") else None,
@@ -212,6 +212,24 @@ class RecordingMonitor(MockMonitor):
         )
         self.registrations[reg.urn] = reg
         return response
+
+    def _aliases(self, request: Any) -> list[str]:
+        """The resource's own aliases, and one per alias of its parent (children move with their parent):
+        the engine's inheritedChildAlias, where a child name that starts with the parent's name takes the
+        alias's name instead.
+        Ref: https://github.com/pulumi/pulumi/blob/v3.274.0/pkg/resource/deploy/step_generator.go (generateAliases)
+        """
+        own = [*request.aliasURNs, *(alias_urn(a, request) for a in request.aliases)]
+        parent = self.registrations.get(request.parent)
+        inherited = []
+        for parent_alias in [] if parent is None else parent.aliases:
+            assert parent is not None
+            prefix, qualified, alias_name = parent_alias.rsplit("::", 2)
+            name = request.name
+            if name.startswith(parent.name):
+                name = alias_name + name[len(parent.name) :]
+            inherited.append(f"{prefix}::{qualified}${request.type}::{name}")
+        return list(dict.fromkeys([*own, *inherited]))
 
 
 @dataclass
