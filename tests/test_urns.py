@@ -101,3 +101,21 @@ def test_the_oidc_provider_moves_by_alias_not_replacement() -> None:
     provider = run.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
     old = "urn:pulumi:dev::gitlab-buildkit-runner::gitlab-buildkit-runner:credentials:PushIdentity$aws:iam/openIdConnectProvider:OpenIdConnectProvider::push-gitlab"
     assert provider.aliases == [old]
+
+
+def test_urns_carry_the_whole_parent_chain_as_the_engine_writes_them() -> None:
+    """Found by the engine tier's upgrade scenario: Pulumi's MockMonitor keeps only the parent's last type,
+    so every URN two components deep differed from the engine's, and the pins with it."""
+    from verify.harness import engine_urn
+
+    run = run_stack("dev")
+    variable = next(r for r in run.of_type("gitlab:index/projectVariable:ProjectVariable") if r.name == "ci-acme-web-ecr_registry")
+    assert engine_urn(variable.urn) == (
+        "urn:pulumi:dev::gitlab-buildkit-runner::gitlab-buildkit-runner:application:ApplicationProject"
+        "$gitlab-buildkit-runner:gitlab:CiVariables$gitlab:index/projectVariable:ProjectVariable::ci-acme-web-ecr_registry"
+    )
+    # and its 1.x URN is what the engine finds through the inherited alias
+    assert (
+        "urn:pulumi:dev::gitlab-buildkit-runner::gitlab-buildkit-runner:gitlab:CiVariables$gitlab:index/projectVariable:ProjectVariable::ci-acme-web-ecr_registry"
+        in variable.aliases
+    )

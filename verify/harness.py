@@ -190,6 +190,16 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.registrations: dict[str, Registration] = {}
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The URN as the engine builds it: the parent's whole qualified type, then the resource's type.
+        (MockMonitor keeps only the parent's last type, which differs from the engine's below the first
+        level of components: a ProjectVariable in CiVariables in ApplicationProject.)
+        Ref: https://github.com/pulumi/pulumi/blob/v3.274.0/sdk/go/common/resource/urn.go (NewURN: parentType is the parent URN's QualifiedType)
+        """
+        if parent:
+            type_ = parent.split("::")[2] + "$" + type_
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
+
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
