@@ -230,3 +230,13 @@ def test_the_guard_script_is_standard_library_only() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_files_as_written_pass_gitlab_ci_locals_validation() -> None:
+    """Found by the evaluator: `cache:key:files` listed three files, GitLab takes at most two. The evaluation
+    copy drops caches, so each file is first parsed as written; this is that check failing on purpose."""
+    document = yaml.safe_load(p.PIPELINE.read_text())
+    assert len(document[".python"]["cache"]["key"]["files"]) <= 2
+    document[".python"]["cache"]["key"]["files"] = ["requirements.txt", "requirements-dev.txt", "cicd/requirements.txt"]
+    with pytest.raises(RuntimeError, match="cache:key:files should be an array of one or two file paths"):
+        p.evaluate(document, p.KIND["mr"], p.INFRA, [])

@@ -250,14 +250,14 @@ def evaluate(
         repo, dumps, home = Path(tmp) / "repo", Path(tmp) / "dumps", Path(tmp) / "home"
         for folder in (repo, dumps, home):
             folder.mkdir()
-        (repo / ".gitlab-ci.yml").write_text(yaml.safe_dump(_evaluation_copy(document), sort_keys=False))
+        # First the files as written, parsed and validated by gitlab-ci-local (once per file): the
+        # evaluation copy below drops keys (cache, artifacts, images) GitLab also validates.
+        (repo / ".gitlab-ci.yml").write_text(yaml.safe_dump(document, sort_keys=False))
         for name, text in (files or {}).items():
-            # An included CI file (spec header, ---, jobs): its jobs get the same treatment.
-            documents = list(yaml.safe_load_all(text))
-            jobs = _evaluation_copy(documents[-1])
-            jobs.pop("__workflow__", None)
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            (repo / name).write_text(yaml.safe_dump_all([*documents[:-1], jobs], sort_keys=False))
+            (repo / name).write_text(text)
+        originals = (yaml.safe_dump(document, sort_keys=True), tuple(sorted((files or {}).items())))
+        validate_first = originals not in _VALIDATED
         (repo / "cicd").mkdir(exist_ok=True)
         for module in ("__init__.py", "job_env_guard.py", "pipeline_variables.py"):
             shutil.copyfile(ROOT / "cicd" / module, repo / "cicd" / module)
@@ -286,6 +286,16 @@ def evaluate(
         }
         for key in [k for k in env if k.startswith("GCL_") or k == "GITLAB_CI"]:
             env.pop(key)  # gitlab-ci-local reads GCL_* as options
+        if validate_first:
+            _run(binary, repo, [*args, "--list-json"], env)  # raises with gitlab-ci-local's message
+            _VALIDATED.add(originals)
+        (repo / ".gitlab-ci.yml").write_text(yaml.safe_dump(_evaluation_copy(document), sort_keys=False))
+        for name, text in (files or {}).items():
+            # An included CI file (spec header, ---, jobs): its jobs get the same treatment.
+            documents = list(yaml.safe_load_all(text))
+            jobs = _evaluation_copy(documents[-1])
+            jobs.pop("__workflow__", None)
+            (repo / name).write_text(yaml.safe_dump_all([*documents[:-1], jobs], sort_keys=False))
         # The expanded file (extends, includes with inputs) once per file, with gitlab-ci-local's schema
         # validation; then, per kind, without it (the same file, ~0.3 s saved per run).
         cache_key = (yaml.safe_dump(document, sort_keys=True), tuple(sorted((files or {}).items())))
@@ -333,6 +343,7 @@ def evaluate(
 
 
 _PREVIEWS: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+_VALIDATED: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
 
 def _preview_job(preview: Mapping[str, Any], name: str) -> Mapping[str, Any]:
