@@ -315,10 +315,7 @@ def evaluate(
         seen: dict[str, dict[str, Any]] = {}
         for dump in dumps.glob("*.json"):
             data = json.loads(dump.read_text())
-            job_env = data["env"]
-            for key, path in job_env.items():
-                if path in data["files"].values() or key in data["files"]:
-                    job_env[key] = data["files"].get(key, path)
+            job_env = {**data["env"], **data["files"]}  # a file-type variable: its content, not the temporary path
             seen[job_env["CI_JOB_NAME"]] = job_env
         stages = [s for s in (preview.get("stages") or []) if s not in (".pre", ".post")]
         for job in running:
