@@ -5,8 +5,9 @@ An IAM trust policy can test only the ID token's `aud` and `sub` (project, ref t
 (credentials.oidcSubjects) and the preview role (preview.refs) are only as safe as the protection of
 the refs they trust: anyone who can push an unprotected trusted branch or tag can assume the role. A
 trusted pattern ('v*', 'infra/*') is safe only when a protected rule covers every ref it matches.
-And the preview job runs on every protected branch but the default one: a protected branch the preview
-role does not trust gets previews that STS refuses.
+And the preview job runs on every protected branch but the default one, the build template on every
+protected ref: a protected branch or tag the matching role does not trust gets jobs that STS refuses
+(warned about, never an error: it breaks jobs, not isolation).
 
     python -m cicd.check_protected_refs --stack prod             # drift job: warnings only
     python -m cicd.check_protected_refs --stack prod --require   # deploy job: exit 1 on an unprotected trusted ref
@@ -92,6 +93,29 @@ def untrusted_previews(api_url: str, token: str, cfg: StackConfig) -> list[str]:
     ]
 
 
+def untrusted_builds(api_url: str, token: str, cfg: StackConfig) -> list[str]:
+    """oidc mode: a warning per protected branch or tag rule of an application project that its push role does
+    not trust. The build template's default rules run on every protected ref, so such builds fail at STS."""
+    import gitlab
+
+    if cfg.credentials.mode != "oidc":
+        return []
+    client = gitlab.Gitlab(api_url, private_token=token)
+    cache: dict[tuple[str, str], list[str]] = {}
+    warnings = []
+    for project in cfg.registry.projects():
+        for ref_type in ("branch", "tag"):
+            trusted = [s.ref for s in cfg.credentials.oidc_subjects if s.project_path == project and s.ref_type == ref_type]
+            for rule in _rules(client, cache, project, ref_type):
+                if not covered(rule, trusted):
+                    warnings.append(
+                        f"WARNING: protected {ref_type} {rule!r} of {project} runs the build template (its default rules "
+                        f"take every protected ref), but the project's push role trusts only {ref_type}es {trusted}: STS "
+                        "refuses those builds. Add it to credentials.oidcSubjects, or narrow the template's `rules` input."
+                    )
+    return warnings
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", required=True)
@@ -117,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail
     try:
         warnings = unprotected(f"{cfg.gitlab.url}", token, refs)
-        notes = untrusted_previews(f"{cfg.gitlab.url}", token, cfg)
+        notes = untrusted_previews(f"{cfg.gitlab.url}", token, cfg) + untrusted_builds(f"{cfg.gitlab.url}", token, cfg)
     except Exception as exc:  # the drift check warns; the deploy gate refuses
         print(
             f"{'ERROR' if fail else 'WARNING'}: could not read the protected refs from GitLab ({exc.__class__.__name__}): check them by hand"

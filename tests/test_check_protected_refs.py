@@ -10,7 +10,7 @@ import pytest
 from conftest import make_config
 from json_http import JsonHandler
 
-from cicd.check_protected_refs import covered, main, trusted_refs, unprotected, untrusted_previews
+from cicd.check_protected_refs import covered, main, trusted_refs, unprotected, untrusted_builds, untrusted_previews
 from components.config import parse_config
 
 PROTECTED = {
@@ -129,3 +129,11 @@ def test_the_deploy_gate_refuses_an_unprotected_trusted_ref(
     monkeypatch.delenv("GITLAB_TOKEN")
     assert main(["--stack", "dev", "--require"]) == 1
     assert main(["--stack", "dev"]) == 0
+
+
+def test_protected_refs_the_push_roles_do_not_trust_are_named(gitlab_url: str) -> None:
+    """The template's default rules build every protected ref: acme/api's 'release/*' branches are protected
+    but its role trusts only release/2; acme/web's protected tags 'v*' are trusted."""
+    warnings = untrusted_builds(gitlab_url, "glpat-read", config())
+    assert [w.split(" runs the build template")[0] for w in warnings] == ["WARNING: protected branch 'release/*' of acme/api"]
+    assert "trusts only branches ['release/2']" in warnings[0]
