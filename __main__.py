@@ -18,6 +18,7 @@ from components.push_identity import GitlabOidcProvider, GitlabOidcProviderArgs,
 from components.rbac import RunnerRbac, RunnerRbacArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.runner import GitlabRunner, GitlabRunnerArgs
+from components.warm_builder import WarmBuilders, WarmBuildersArgs
 
 
 def main() -> None:
@@ -89,6 +90,23 @@ def main() -> None:
     )
     oidc_arn = oidc.arn if oidc else existing_oidc_arn
 
+    # builders.mode 'warm': the namespace the projects' daemons run in (each project's daemon is its own).
+    builders = (
+        WarmBuilders(
+            "builders",
+            WarmBuildersArgs(
+                cfg.builders.warm,
+                cfg.network,
+                pod_security_version=cfg.kubernetes.pod_security_version,
+                job_namespace=namespaces.job_name,
+                kubernetes_provider=providers.kubernetes,
+                depends_on=[namespaces, runner],
+            ),
+        )
+        if cfg.builders.mode == "warm"
+        else None
+    )
+
     # Each application project: its repositories, its cache, its push identity, its CI/CD variables.
     registry = ImageRegistry("ecr", ImageRegistryArgs(cfg.registry, registry_host), opts=on_aws)
     repositories = registry.settings
@@ -106,6 +124,9 @@ def main() -> None:
                 gitlab_provider=providers.gitlab,
                 oidc_provider_arn=oidc_arn,
                 oidc_provider=oidc,
+                kubernetes_provider=providers.kubernetes,
+                builders=builders,
+                job_namespace=namespaces.job_name,
             ),
         )
         for project, apps in cfg.registry.projects().items()
@@ -167,6 +188,9 @@ def main() -> None:
     pulumi.export("cacheRepositories", {project: p.cache_url for project, p in projects.items()})
     pulumi.export("credentialsMode", cfg.credentials.mode)
     pulumi.export("pushIdentities", identity_names)
+    pulumi.export("builders", cfg.builders.mode)
+    if cfg.builders.mode == "warm":
+        pulumi.export("warmBuilders", {project: p.warm.address for project, p in projects.items() if p.warm})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Everything one GitLab application project has in one environment: the ECR repositories of its
-applications and its build-cache repository, the identity its build jobs push with, and the CI/CD
-variables that hand both to its jobs. One component per project, so the program reads as the list of
+applications and its build-cache repository, the identity its build jobs push with, its warm BuildKit
+daemon (builders.mode 'warm'), and the CI/CD variables that hand them to its jobs. One component per project, so the program reads as the list of
 what a stack is made of, and a project's pieces are created, protected and removed together.
 
 Every child kept its name and gained an alias for where it lived before 2.0.0 (repositories under the
@@ -21,6 +21,7 @@ from .config import StackConfig, project_key
 from .marks import component_type
 from .push_identity import PushIdentity, PushIdentityArgs, iam_name
 from .registry import RepositorySettings, application_repository, cache_repository
+from .warm_builder import WarmBuilder, WarmBuilderArgs, WarmBuilders
 
 ROOT = pulumi.ROOT_STACK_RESOURCE
 
@@ -37,6 +38,10 @@ class ApplicationProjectArgs:
     gitlab_provider: pulumi.ProviderResource
     oidc_provider_arn: pulumi.Input[str] | None = None
     oidc_provider: pulumi.Resource | None = None
+    # builders.mode 'warm': where the project's daemon runs
+    kubernetes_provider: pulumi.ProviderResource | None = None
+    builders: WarmBuilders | None = None
+    job_namespace: str = ""
 
 
 def component_name(project_path: str) -> str:
@@ -53,6 +58,7 @@ class ApplicationProject(pulumi.ComponentResource):
     identity: PushIdentity
     identity_name: str
     variables: CiVariables
+    warm: WarmBuilder | None
 
     def __init__(self, name: str, args: ApplicationProjectArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(component_type("application", "ApplicationProject"), name, None, opts)
@@ -92,6 +98,22 @@ class ApplicationProject(pulumi.ComponentResource):
                 parent=self, providers=[args.aws_provider], protect=registry.protect, aliases=[pulumi.Alias(parent=ROOT)]
             ),
         )
+        self.warm = None
+        if cfg.builders.mode == "warm":
+            assert args.kubernetes_provider is not None and args.builders is not None, "warm builders need their namespace"
+            self.warm = WarmBuilder(
+                f"builder-{key}",
+                WarmBuilderArgs(
+                    project_key=key,
+                    runner=cfg.runner,
+                    warm=cfg.builders.warm,
+                    namespace=args.builders.namespace,
+                    service_account=args.builders.service_account,
+                    job_namespace=args.job_namespace,
+                    kubernetes_provider=args.kubernetes_provider,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.builders]),
+            )
         specs: list[CiVariable] = project_variable_specs(
             credentials_mode=cfg.credentials.mode,
             repository_urls=self.repository_urls,
@@ -99,6 +121,7 @@ class ApplicationProject(pulumi.ComponentResource):
             access_key_id=self.identity.access_key_id,
             secret_access_key=self.identity.secret_access_key,
             role_arn=self.identity.role_arn,
+            warm=self.warm,
         )
         if not cfg.gitlab.shared_variables_group:
             specs = [*shared_variable_specs(region=registry.region, registry_host=args.registry_host), *specs]

@@ -18,6 +18,10 @@ from .config.ci_names import (
     AWS_DEFAULT_REGION,
     AWS_ROLE_ARN,
     AWS_SECRET_ACCESS_KEY,
+    BUILDKIT_HOST,
+    BUILDKIT_TLS_CA,
+    BUILDKIT_TLS_CERT,
+    BUILDKIT_TLS_KEY,
     CACHE_REPOSITORY,
     ECR_REGISTRY,
     repository_variable,
@@ -52,6 +56,7 @@ def project_variable_specs(
     access_key_id: Any = None,
     secret_access_key: Any = None,
     role_arn: Any = None,
+    warm: Any = None,  # a WarmBuilder (address, ca_b64, client_cert_b64, client_key_b64) in builders.mode 'warm'
 ) -> list[CiVariable]:
     """A project's own variables: its applications' repositories, its cache, its push credentials.
     Values may be Pulumi Inputs (placed, never inspected)."""
@@ -72,6 +77,28 @@ def project_variable_specs(
         ]
     else:
         specs.append(CiVariable(AWS_ROLE_ARN, role_arn, always_protected=True, description="role assumed with the job's GitLab ID token"))
+    if warm is not None:
+        # Protected always: only protected refs may use (and so fill the caches of) the project's daemon.
+        specs += [
+            CiVariable(BUILDKIT_HOST, warm.address, always_protected=True, description="this project's warm BuildKit daemon"),
+            CiVariable(BUILDKIT_TLS_CA, warm.ca_b64, masked=True, always_protected=True, description="the daemon's CA (base64 PEM)"),
+            CiVariable(
+                BUILDKIT_TLS_CERT,
+                warm.client_cert_b64,
+                masked=True,
+                always_protected=True,
+                description="this project's client certificate (base64 PEM)",
+            ),
+            CiVariable(
+                BUILDKIT_TLS_KEY,
+                warm.client_key_b64,
+                masked=True,
+                hidden=True,
+                secret=True,
+                always_protected=True,
+                description="this project's client key (base64 PEM)",
+            ),
+        ]
     return specs
 
 

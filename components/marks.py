@@ -23,6 +23,8 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-
 # On the job namespace: the job security mode the stack config chose (and acknowledged). The pack
 # admits PSA 'privileged' and Unconfined profiles only in a namespace carrying 'unconfined'.
 JOB_SECURITY_MODE_ANNOTATION = f"{PROJECT}/job-security-mode"
+# On the builders namespace (builders.mode 'warm'): the job namespace whose pods may reach its daemons.
+BUILDERS_FOR_ANNOTATION = f"{PROJECT}/builders-for"
 # On the job namespace in the 'confined' mode: the exact Localhost profiles the pack admits, and only
 # on the build container (seccomp: path under the kubelet's seccomp directory; AppArmor: profile name).
 SECCOMP_PROFILE_ANNOTATION = f"{PROJECT}/seccomp-profile"

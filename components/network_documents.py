@@ -78,3 +78,45 @@ def manager_network_policies(network: NetworkConfig, *, metrics_enabled: bool) -
         "manager-ingress": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": ingress},
         "manager-egress": {"podSelector": {}, "policyTypes": ["Egress"], "egress": egress},
     }
+
+
+def builder_network_policies(
+    network: NetworkConfig, *, builders_namespace: str, job_namespace: str, port: int, daemon_labels: dict[str, str]
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """builders.mode 'warm': name -> (namespace, spec). In the builders namespace, the daemons take
+    connections only from pods of the job namespace, on their port, and reach what jobs reach (a daemon
+    pulls base images and pushes with the job's registry token). In the job namespace, one egress rule
+    more: to those daemons, on that port (the jobs' allow-list excludes private addresses)."""
+
+    def namespace(name: str) -> dict[str, Any]:
+        return {"matchLabels": {"kubernetes.io/metadata.name": name}}
+
+    return {
+        "buildkitd-ingress": (
+            builders_namespace,
+            {
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"namespaceSelector": namespace(job_namespace), "podSelector": {}}],
+                        "ports": [{"protocol": "TCP", "port": port}],
+                    }
+                ],
+            },
+        ),
+        "buildkitd-egress": (builders_namespace, job_network_policies(network)["restrict-egress"]),
+        "jobs-to-buildkitd": (
+            job_namespace,
+            {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{"namespaceSelector": namespace(builders_namespace), "podSelector": {"matchLabels": dict(daemon_labels)}}],
+                        "ports": [{"protocol": "TCP", "port": port}],
+                    }
+                ],
+            },
+        ),
+    }

@@ -7,6 +7,7 @@ import network_policies
 import pod_security_policies
 import runner_carriers
 import runner_release_policies
+import warm_builder_policies
 from pulumi_policy import EnforcementLevel, PolicyPack
 
 PolicyPack(
@@ -20,5 +21,6 @@ PolicyPack(
         *namespace_rbac_policies.policies(),
         *network_policies.policies(),
         *aws_policies.policies(),
+        *warm_builder_policies.policies(),
     ],
 )

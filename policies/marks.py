@@ -15,6 +15,8 @@ MIN_POD_SECURITY_VERSION = "v1.33"
 PSA_VERSION_PATTERN = r"v1\.([0-9]|[1-9][0-9]*)"
 # On a job namespace: 'unconfined' means the stack config acknowledged the unconfined job security mode.
 JOB_SECURITY_MODE_ANNOTATION = "gitlab-buildkit-runner/job-security-mode"
+# On the builders namespace (builders.mode 'warm'): the job namespace whose pods may reach its daemons.
+BUILDERS_FOR_ANNOTATION = "gitlab-buildkit-runner/builders-for"
 JOB_SECURITY_MODES = ("baseline", "confined", "unconfined")
 # On a job namespace in the 'confined' mode: the exact Localhost profiles its build containers may use.
 SECCOMP_PROFILE_ANNOTATION = "gitlab-buildkit-runner/seccomp-profile"

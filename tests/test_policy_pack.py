@@ -65,6 +65,8 @@ OTHER_MANDATORY = [
     "kubernetes-pod-localhost-profiles",
     "kubernetes-job-egress-blocks-metadata",
     "kubernetes-job-deny-ingress",
+    "warm-builders-as-designed",
+    "gitlab-credential-variables-protected",
     "aws-ecr-scan-on-push",
     "aws-ecr-encryption",
     "aws-ecr-immutable-tags",

@@ -9,6 +9,7 @@ Layout: ``fields`` (types and parsing), one module of models per concern (``kube
 and error messages) and ``ci_names`` (the CI/CD variable names shared with the build template).
 """
 
+from .builders import BuildersConfig, WarmBuilderConfig
 from .ci_names import variable_suffix
 from .confinement import NODE_OS, ConfinedProfiles, NodeOs, ProfileNames
 from .credentials import CredentialsConfig, CredentialsMode, KeySlot, OidcSubject
@@ -27,6 +28,7 @@ __all__ = [
     "PROJECT",
     "SECRET_KEYS",
     "Application",
+    "BuildersConfig",
     "ConfigError",
     "ConfinedProfiles",
     "CredentialsConfig",
@@ -49,6 +51,7 @@ __all__ = [
     "RunnerScope",
     "RunnerType",
     "StackConfig",
+    "WarmBuilderConfig",
     "invalid",
     "is_pinned_image",
     "load_config",

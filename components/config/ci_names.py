@@ -13,6 +13,11 @@ AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
 AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
 AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
 AWS_ROLE_ARN = "AWS_ROLE_ARN"
+# builders.mode 'warm': the project's daemon and the client certificate its jobs present (base64 PEM)
+BUILDKIT_HOST = "BUILDKIT_HOST"
+BUILDKIT_TLS_CA = "BUILDKIT_TLS_CA_B64"
+BUILDKIT_TLS_CERT = "BUILDKIT_TLS_CERT_B64"
+BUILDKIT_TLS_KEY = "BUILDKIT_TLS_KEY_B64"
 
 
 def variable_suffix(app: str) -> str:

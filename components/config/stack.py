@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from .base import ConfigModel, RuleViolation
+from .builders import BuildersConfig
 from .credentials import CredentialsConfig
 from .fields import is_pinned_image, largest_quantity, parse_quantity
 from .gitlab import GitlabConfig
@@ -37,6 +38,8 @@ class StackConfig(ConfigModel):
     """NetworkPolicies for the runner namespaces."""
     preview: PreviewConfig = PreviewConfig()
     """Read-only identity for `pulumi preview` from protected branches of this repository."""
+    builders: BuildersConfig = BuildersConfig()
+    """Where builds run: a daemon per job (ephemeral, the default) or a warm daemon per project."""
 
     @model_validator(mode="after")
     def _prod_is_pinned_and_protected(self) -> StackConfig:
@@ -97,6 +100,28 @@ class StackConfig(ConfigModel):
                 f"must contain {tag!r} (gitlab.environmentScope, else environment): the build template tags every job "
                 "with its environment input, so that a job, and the credentials it carries, run only on its own "
                 "environment's runner (GitLab runs a job on a runner that has all of the job's tags)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _warm_builders_fit(self) -> StackConfig:
+        if self.builders.mode != "warm":
+            return self
+        if self.runner.job_security_mode != "baseline":
+            raise RuleViolation(
+                "builders.mode",
+                "warm",
+                f"needs runner.jobSecurityMode 'baseline' (it is {self.runner.job_security_mode!r}): the policy pack admits "
+                "Localhost and Unconfined profiles only on the runner's own job pods, so a warm daemon in the 'confined' or "
+                "'unconfined' mode would be refused; use 'ephemeral' there",
+            )
+        namespace = self.builders.warm.namespace
+        if namespace in (self.kubernetes.manager_namespace, self.kubernetes.job_namespace):
+            raise RuleViolation(
+                "builders.warm.namespace",
+                namespace,
+                "must differ from kubernetes.managerNamespace and kubernetes.jobNamespace: the daemons take connections from "
+                "the job namespace, which admits no ingress at all",
             )
         return self
 
