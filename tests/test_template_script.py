@@ -55,6 +55,20 @@ fi
 if [ -f "$STUB_DIR/build-error" ]; then cat "$STUB_DIR/build-error" >&2; exit 7; fi
 echo "#12 exporting to image done"
 """
+# The warm daemon's client: `debug workers` probes (its answer told by files), `build` records like the other stub.
+WARM_BUILDCTL = """#!/bin/sh
+if [ "$9" = "debug" ]; then
+  for arg in "$@"; do echo "$arg"; done > "$STUB_DIR/probe.args"
+  if [ -f "$STUB_DIR/probe-error" ]; then cat "$STUB_DIR/probe-error" >&2; exit 1; fi
+  echo "ID  PLATFORMS"; exit 0
+fi
+for arg in "$@"; do echo "$arg"; done > "$STUB_DIR/warm.args"
+ls -l "$6" "$8" > "$STUB_DIR/warm.files"
+cp "$DOCKER_CONFIG/config.json" "$STUB_DIR/config.json"
+env > "$STUB_DIR/build.env"
+if [ -f "$STUB_DIR/build-error" ]; then cat "$STUB_DIR/build-error" >&2; exit 7; fi
+echo "#12 exporting to image done"
+"""
 SHA = "0123456789abcdef0123456789abcdef01234567"
 TIMESTAMP = "2026-11-20T10:15:30+01:00"
 
@@ -64,7 +78,7 @@ def template_env(
 ) -> tuple[list[str], dict[str, str]]:
     stubs = tmp_path / "bin"
     stubs.mkdir()
-    for name, body in (("wget", WGET), ("buildctl-daemonless.sh", BUILDCTL)):
+    for name, body in (("wget", WGET), ("buildctl-daemonless.sh", BUILDCTL), ("buildctl", WARM_BUILDCTL)):
         # The build runs under `env -i`: its stub finds the test folder by a path written into it.
         (stubs / name).write_text(body.replace('"$STUB_DIR', f'"{tmp_path}') if name != "wget" else body)
         (stubs / name).chmod(0o755)
@@ -73,6 +87,8 @@ def template_env(
     # The build stub runs under `env -i`: what it should do is told through files, not the environment.
     if "FAKE_BUILD_ERROR" in env:
         (tmp_path / "build-error").write_text(env.pop("FAKE_BUILD_ERROR"))
+    if "FAKE_PROBE_ERROR" in env:
+        (tmp_path / "probe-error").write_text(env.pop("FAKE_PROBE_ERROR"))
     if "STUB_WAIT_FOR" in env:
         (tmp_path / "wait-for").write_text(env.pop("STUB_WAIT_FOR"))
     job = included_jobs(app=app, credentials=credentials, **{"environment": "dev", **inputs})[f"build-image-{app}"]
@@ -429,3 +445,67 @@ def test_the_build_log_streams_while_the_build_runs(tmp_path: Path) -> None:
             process.wait()
     assert process.returncode == 7  # the build's exit status survives the pipe through tee
     assert "boom" in stdout and "BUILD FAILED (exit 7)" in stderr
+
+
+# --- builders.mode 'warm': the project's daemon, and the fallback --------------------------------------
+
+WARM_ENV = {
+    "BUILDKIT_HOST": "tcp://buildkitd-acme-web-api.gitlab-runner-builders.svc:1234",
+    "BUILDKIT_TLS_CA_B64": base64.b64encode(b"-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n").decode(),
+    "BUILDKIT_TLS_CERT_B64": base64.b64encode(b"-----BEGIN CERTIFICATE-----\nCLIENT\n-----END CERTIFICATE-----\n").decode(),
+    "BUILDKIT_TLS_KEY_B64": base64.b64encode(b"-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n").decode(),
+}
+
+
+def test_warm_daemon_builds_with_the_projects_certificate_and_the_same_cache(tmp_path: Path) -> None:
+    result, out = run_template(tmp_path, env=dict(WARM_ENV))
+    assert result.returncode == 0, result.stderr
+    assert not (out / "build.args").exists()  # no daemon of the job's own
+    args = (out / "warm.args").read_text().splitlines()
+    assert args[:9] == ["--addr", WARM_ENV["BUILDKIT_HOST"], "--tlscacert", args[3], "--tlscert", args[5], "--tlskey", args[7], "build"]
+    assert args[3].endswith("/ca.pem") and args[5].endswith("/cert.pem") and args[7].endswith("/key.pem")
+    cache = f"{REGISTRY}/acme/buildkit-cache"
+    # the registry cache is still exported and imported: a daemon that lost its volume starts warm
+    assert f"type=registry,ref={cache}:cache-web-api.feature-x,mode=max,image-manifest=true,oci-mediatypes=true" in args
+    assert f"type=registry,ref={cache}:cache-web-api.feature-x" in args
+    assert (out / "warm.files").read_text().count("-rw-------") == 2  # certificate and key: the job user's only
+    build_env = (out / "build.env").read_text()
+    assert "BUILDKIT_TLS" not in build_env and "AWS_" not in build_env
+    assert "on the project's warm daemon" in result.stdout and "WARNING" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("probe_error", "reason"),
+    [
+        ("error: x509: certificate signed by unknown authority", "it refused this project's client certificate"),
+        ("remote error: tls: bad certificate", "it refused this project's client certificate"),
+        ("error: x509: certificate has expired or is not yet valid", "its certificates are not valid now"),
+        ("dial tcp 10.0.0.9:1234: connect: connection refused", "it does not answer at tcp://buildkitd-acme-web-api"),
+        ("lookup buildkitd-acme-web-api.gitlab-runner-builders.svc: no such host", "it does not answer"),
+        ("something else entirely", "buildctl debug workers failed: something else entirely"),
+    ],
+)
+def test_an_unusable_warm_daemon_falls_back_with_the_reason(tmp_path: Path, probe_error: str, reason: str) -> None:
+    result, out = run_template(tmp_path, env={**WARM_ENV, "FAKE_PROBE_ERROR": probe_error})
+    assert result.returncode == 0, result.stderr
+    assert f"WARNING: the project's warm BuildKit daemon is unusable: {reason}" in result.stderr
+    assert "building with a daemon of this job's own instead" in result.stderr
+    assert (out / "build.args").exists() and not (out / "warm.args").exists()
+    assert WARM_ENV["BUILDKIT_TLS_KEY_B64"] not in result.stdout + result.stderr
+
+
+def test_missing_certificate_variables_fall_back_naming_them(tmp_path: Path) -> None:
+    env = {**WARM_ENV, "BUILDKIT_TLS_KEY_B64": "", "BUILDKIT_TLS_CA_B64": "not base64 !"}
+    result, out = run_template(tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "the client certificate variables are missing or not base64 (ca.pem key.pem)" in result.stderr
+    assert not (out / "probe.args").exists()  # no connection attempt without the certificate
+
+
+def test_a_full_warm_volume_names_the_setting(tmp_path: Path) -> None:
+    result, _ = run_template(
+        tmp_path,
+        env={**WARM_ENV, "FAKE_BUILD_ERROR": "error: failed to copy: write /home/user/.local/share/buildkit/x: no space left on device"},
+    )
+    assert result.returncode == 7
+    assert "the warm daemon's volume is full: raise builders.warm.storage" in result.stderr

@@ -384,20 +384,30 @@ class StackFacts:
 
 
 @cache
-def stack_facts(stack: str) -> StackFacts:
+def stack_facts(stack: str, warm: bool = False) -> StackFacts:
+    """What the shipped stack writes; with `warm`, the same stack with builders.mode 'warm'."""
     from components.config import parse_config
 
-    from .harness import load_stack_file, run_stack, unwrap_secrets
+    from .harness import load_stack_file, run_program, unwrap_secrets
 
-    cfg = parse_config(load_stack_file(stack), stack=stack)
-    run = run_stack(stack)
+    raw = dict(load_stack_file(stack))
+    if warm:
+        raw["builders"] = {"mode": "warm"}
+    cfg = parse_config(raw, stack=stack)
+    run = run_program(raw, stack=stack)
     variables = []
     for reg in run.of_type("gitlab:index/projectVariable:ProjectVariable"):
         inputs = unwrap_secrets(reg.inputs)
         if inputs["project"] != APP:
             continue
         key = inputs["key"]
-        credential = {"AWS_ACCESS_KEY_ID": "push keys", "AWS_SECRET_ACCESS_KEY": "push keys", "AWS_ROLE_ARN": "push role"}.get(key)
+        credential = {
+            "AWS_ACCESS_KEY_ID": "push keys",
+            "AWS_SECRET_ACCESS_KEY": "push keys",
+            "AWS_ROLE_ARN": "push role",
+            "BUILDKIT_TLS_CERT_B64": "warm daemon client certificate",
+            "BUILDKIT_TLS_KEY_B64": "warm daemon client certificate",
+        }.get(key)
         value = f"<{credential}:{cfg.environment_scope}>" if credential else f"<{key.lower()}:{cfg.environment_scope}>"
         variables.append(Variable(key, value, inputs["environmentScope"], bool(inputs.get("protected")), False, credential))
     roles = {r.inputs.get("name"): unwrap_secrets(r.inputs) for r in run.of_type("aws:iam/role:Role")}
@@ -556,24 +566,34 @@ def template_rows(kinds: Iterable[Kind] = KINDS) -> list[Row]:
     rows = []
     kinds = list(kinds)
     facts = {stack: stack_facts(stack) for stack in STACKS}
+    # One more project setup: dev with builders.mode 'warm' (its daemon's client certificate), in place of dev's.
+    variants = [(stack, STACKS[stack], facts[stack]) for stack in STACKS] + [("dev", "dev, warm builders", stack_facts("dev", warm=True))]
     template = {"templates/buildkit-build.yml": TEMPLATE.read_text()}
-    variables = [v for f in facts.values() for v in f.variables]
-    jobs = [(stack, kind) for stack in STACKS for kind in kinds]
+    jobs = [(variant, kind) for variant in variants for kind in kinds]
+
+    def variables_of(variant: tuple[str, str, StackFacts]) -> list[Variable]:
+        return [v for s, f in facts.items() if s != variant[0] for v in f.variables] + list(variant[2].variables)
+
     with ThreadPoolExecutor(max_workers=2) as pool:
         pipelines = list(
             pool.map(
-                lambda sk: evaluate(consumer_pipeline(STACKS[sk[0]], facts[sk[0]].credentials_mode), sk[1], APP, variables, template), jobs
+                lambda vk: evaluate(
+                    consumer_pipeline(STACKS[vk[0][0]], vk[0][2].credentials_mode), vk[1], APP, variables_of(vk[0]), template
+                ),
+                jobs,
             )
         )
-    for (stack, kind), pipeline in zip(jobs, pipelines, strict=True):
-        roles = {"push role": facts[stack].push_role_trust}
+    for (variant, kind), pipeline in zip(jobs, pipelines, strict=True):
+        _stack, label, fact = variant
+        variables = variables_of(variant)
+        roles = {"push role": fact.push_role_trust}
         if not pipeline.jobs:
-            rows.append(Row(f"template ({STACKS[stack]})", kind, "(no job)", None, [], None, []))
+            rows.append(Row(f"template ({label})", kind, "(no job)", None, [], None, []))
         for name, job in pipeline.jobs.items():
             runners = [s for s, f in facts.items() if runner_takes(f, job, kind)]
             rows.append(
                 Row(
-                    f"template ({STACKS[stack]})",
+                    f"template ({label})",
                     kind,
                     name,
                     job.environment,
