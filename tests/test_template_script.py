@@ -449,12 +449,21 @@ def test_the_build_log_streams_while_the_build_runs(tmp_path: Path) -> None:
 
 # --- builders.mode 'warm': the project's daemon, and the fallback --------------------------------------
 
-WARM_ENV = {
-    "BUILDKIT_HOST": "tcp://buildkitd-acme-web-api.gitlab-runner-builders.svc:1234",
-    "BUILDKIT_TLS_CA_B64": base64.b64encode(b"-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n").decode(),
-    "BUILDKIT_TLS_CERT_B64": base64.b64encode(b"-----BEGIN CERTIFICATE-----\nCLIENT\n-----END CERTIFICATE-----\n").decode(),
-    "BUILDKIT_TLS_KEY_B64": base64.b64encode(b"-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n").decode(),
-}
+
+def _warm_env() -> dict[str, str]:
+    """Real certificates (the stack's generator): the job checks its client certificate with openssl."""
+    from components.builder_certificates import issue
+
+    certs = issue({"project": "acme-web-api", "serverNames": ["localhost"], "validityDays": 30, "renewBeforeDays": 7})
+    return {
+        "BUILDKIT_HOST": "tcp://buildkitd-acme-web-api.gitlab-runner-builders.svc:1234",
+        "BUILDKIT_TLS_CA_B64": base64.b64encode(certs["caPem"].encode()).decode(),
+        "BUILDKIT_TLS_CERT_B64": base64.b64encode(certs["clientCertPem"].encode()).decode(),
+        "BUILDKIT_TLS_KEY_B64": base64.b64encode(certs["clientKeyPem"].encode()).decode(),
+    }
+
+
+WARM_ENV = _warm_env()
 
 
 def test_warm_daemon_builds_with_the_projects_certificate_and_the_same_cache(tmp_path: Path) -> None:
@@ -480,6 +489,17 @@ def test_warm_daemon_builds_with_the_projects_certificate_and_the_same_cache(tmp
         ("error: x509: certificate signed by unknown authority", "it refused this project's client certificate"),
         ("remote error: tls: bad certificate", "it refused this project's client certificate"),
         ("error: x509: certificate has expired or is not yet valid", "its certificates are not valid now"),
+        # what a Go server answers for an expired client certificate (TLS alert 45), as seen in make e2e
+        (
+            "rpc error: code = Unavailable desc = connection error: remote error: tls: expired certificate",
+            "its certificates are not valid now",
+        ),
+        ("remote error: tls: unknown certificate authority", "it refused this project's client certificate"),
+        # TLS 1.3: a daemon refusing the client certificate may close the connection before its alert is read
+        (
+            "error: failed to list workers: Unavailable: write tcp 127.0.0.1:41840->127.0.0.1:45123: write: broken pipe",
+            "it refused this project's client certificate",
+        ),
         ("dial tcp 10.0.0.9:1234: connect: connection refused", "it does not answer at tcp://buildkitd-acme-web-api"),
         ("lookup buildkitd-acme-web-api.gitlab-runner-builders.svc: no such host", "it does not answer"),
         ("something else entirely", "buildctl debug workers failed: something else entirely"),
@@ -509,3 +529,17 @@ def test_a_full_warm_volume_names_the_setting(tmp_path: Path) -> None:
     )
     assert result.returncode == 7
     assert "the warm daemon's volume is full: raise builders.warm.storage" in result.stderr
+
+
+def test_an_expired_client_certificate_is_named_before_any_connection(tmp_path: Path) -> None:
+    import datetime
+
+    from components.builder_certificates import issue
+
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=40)
+    expired = issue({"project": "acme-web-api", "serverNames": ["localhost"], "validityDays": 30, "renewBeforeDays": 7}, now=past)
+    env = {**WARM_ENV, "BUILDKIT_TLS_CERT_B64": base64.b64encode(expired["clientCertPem"].encode()).decode()}
+    result, out = run_template(tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "its client certificate (BUILDKIT_TLS_CERT_B64) has expired or cannot be read: run 'pulumi up'" in result.stderr
+    assert not (out / "probe.args").exists()

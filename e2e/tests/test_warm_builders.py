@@ -5,11 +5,13 @@ StatefulSet), used by the template's own script as the jobs of two projects run 
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from components.builder_certificates import issue
 from components.config import WarmBuilderConfig
 from e2e.build_job import BuildSession, JobResult, Pipeline, checkout
 from e2e.tests.test_real_builds import is_cache_hit, steps
@@ -26,10 +28,11 @@ def build(
     tmp_path_factory: pytest.TempPathFactory,
     *,
     busybox: bool = False,
+    changes: int = 0,
     **build_args: str,
 ) -> JobResult:
     assert session.ecr is not None
-    source = checkout(app, tmp_path_factory.mktemp(app))
+    source = checkout(app, tmp_path_factory.mktemp(app), changes=changes)
     args = " ".join([f"BASE={session.ecr.host}", *(f"{k}={v}" for k, v in build_args.items())])
     return session.run(app, source, pipeline, inputs={"build_args": args}, override=daemon_variables, busybox=busybox)
 
@@ -117,13 +120,9 @@ def test_garbage_collection_keeps_the_state_under_the_configured_size(
     daemon = WarmDaemon(session, "acme-gc", warm=warm).start()
     try:
         for n in range(3):
-            result = build(
-                session,
-                "go-service",
-                daemon.variables(),
-                Pipeline(sha=str(7 + n) * 40, ref_slug=f"gc-{n}", job_id=20 + n),
-                tmp_path_factory,
-            )
+            # A changed tree each time: the compile step runs, so the Go toolchain's layers are pulled in.
+            pipeline = Pipeline(sha=str(7 + n) * 40, ref_slug=f"gc-{n}", job_id=20 + n)
+            result = build(session, "go-service", daemon.variables(), pipeline, tmp_path_factory, changes=10 + n)
             assert result.returncode == 0, result.output[-3000:]
         deadline = time.monotonic() + 60
         used = daemon.used_bytes()
@@ -133,14 +132,28 @@ def test_garbage_collection_keeps_the_state_under_the_configured_size(
         assert used <= limit, f"state {used} bytes above the configured {limit}"
     finally:
         daemon.stop()
-    # The control: the same build on a daemon whose limit is far away keeps far more than that limit, so the
-    # collector above did the work (here about 386 MB of the Go toolchain's layers and the build's).
+    # The control: the same kind of build on a daemon whose limit is far away keeps far more than that limit,
+    # so the collector above did the work (about 386 MB of the Go toolchain's layers and the build's).
     control = WarmDaemon(session, "acme-gc-control", warm=WarmBuilderConfig(storage="100Gi")).start()
     try:
-        result = build(
-            session, "go-service", control.variables(), Pipeline(sha="a" * 40, ref_slug="gc-control", job_id=30), tmp_path_factory
-        )
+        pipeline = Pipeline(sha="a" * 40, ref_slug="gc-control", job_id=30)
+        result = build(session, "go-service", control.variables(), pipeline, tmp_path_factory, changes=20)
         assert result.returncode == 0, result.output[-3000:]
         assert control.used_bytes() > 2 * limit
     finally:
         control.stop()
+
+
+def test_an_expired_client_certificate_is_refused_with_what_to_do(
+    session: BuildSession, daemons: dict[str, WarmDaemon], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Signed by the project's own CA but past its end: the daemon refuses it; the job names `pulumi up`."""
+    daemon = daemons["go-service"]
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=40)
+    props = {"project": daemon.project_key, "serverNames": ["localhost"], "validityDays": 30, "renewBeforeDays": 7}
+    expired = issue(props, ca=(daemon.certs["caPem"], daemon.certs["caKeyPem"]), now=past)
+    result = build(session, "go-service", daemon.variables(expired), Pipeline(sha="e" * 40, job_id=31), tmp_path_factory)
+    assert result.returncode == 0, result.output[-3000:]
+    assert "WARNING: the project's warm BuildKit daemon is unusable:" in result.output
+    warning = next(line for line in result.output.splitlines() if "warm BuildKit daemon is unusable" in line)
+    assert "its client certificate (BUILDKIT_TLS_CERT_B64) has expired or cannot be read: run 'pulumi up'" in warning, warning
