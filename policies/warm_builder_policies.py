@@ -11,7 +11,7 @@ pod_security_policies apply to it as to every workload) and, here, as designed:
 - Services in a builders namespace are ClusterIP (headless or not), port 1234 only, no node port,
   load balancer, external IP or ExternalName;
 - NetworkPolicies in a builders namespace admit ingress only from the job namespace its mark names,
-  on 1234, never from an ipBlock;
+  on 1234, never from an ipBlock; its egress is isolated like the jobs' (never the metadata addresses);
 - credential CI/CD variables (push keys, role, the daemon's client certificate and key) are protected;
   the secret ones masked.
 Ref: https://github.com/moby/buildkit/blob/v0.25.1/cmd/buildkitd/main.go (serverCredentials: client certificates
@@ -28,6 +28,7 @@ from typing import Any
 from common import resource_policy, stack_policy, to_plain_data
 from kubernetes_kinds import is_kind, kube_kind, objects, pods
 from marks import BUILDERS_FOR_ANNOTATION
+from network_policies import metadata_problems, policies_in
 from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 from runner_release_policies import checked_runner_config, is_runner_release
 
@@ -126,7 +127,11 @@ def daemon_problems(
         image = str(container.get("image") or "")
         if not any(fnmatch.fnmatchcase(image, pattern) for pattern in images):
             problems.append(f"{where}: image {image!r} is not admitted by the runner's allowed_images {images}")
-        arguments = [str(a) for a in [*(container.get("command") or []), *(container.get("args") or [])]]
+        command = [str(c) for c in container.get("command") or []]
+        if command != ["rootlesskit", "buildkitd"]:
+            # A shell (sh -c "...") or another entrypoint would hide the daemon's real flags from this check.
+            problems.append(f"{where}: command {command!r}: exactly ['rootlesskit', 'buildkitd'], the flags in args")
+        arguments = [str(a) for a in [*command, *(container.get("args") or [])]]
         for address in _addresses(arguments):
             if not (address.startswith("unix://") or address == f"tcp://0.0.0.0:{DAEMON_PORT}"):
                 problems.append(f"{where}: --addr {address!r}: only a unix socket and tcp://0.0.0.0:{DAEMON_PORT} (with mTLS)")
@@ -232,6 +237,10 @@ def _warm_builders(args: StackValidationArgs, report_violation: ReportViolation)
             if (found.group, found.kind) == ("networking.k8s.io", "NetworkPolicy"):
                 for problem in ingress_problems(to_plain_data(item), builders[_namespace(head)]):
                     report_violation(problem, r.urn)
+    # The daemons run build steps: their egress is held to the jobs' rule (never the metadata addresses).
+    for namespace in builders:
+        for problem in metadata_problems(policies_in(args, namespace), namespace):
+            report_violation(f"builders namespace: {problem}", None)
 
 
 def _credential_variables(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:

@@ -252,6 +252,11 @@ def _container(props: dict[str, Any]) -> dict[str, Any]:
             "one project per daemon",
         ),
         (lambda p: p["spec"]["template"]["spec"]["volumes"].append({"name": "cache", "emptyDir": {}}), "only its TLS Secret"),
+        # the flags hidden in a shell: no --addr token for the TLS check to see
+        (
+            lambda p: _container(p).update(command=["sh", "-c"], args=["rootlesskit buildkitd --addr tcp://0.0.0.0:1234"]),
+            "exactly ['rootlesskit', 'buildkitd']",
+        ),
     ],
 )
 def test_a_daemon_that_is_not_as_designed_is_refused(
@@ -338,3 +343,15 @@ def test_a_first_preview_of_a_warm_stack_passes_the_pack(pack: PolicyPack) -> No
     """Nothing exists yet: certificates (and the restart hash derived from them) are unknown; the checks read only known fields."""
     run = run_program(make_config(builders=WARM), preview=True)
     assert mandatory(pack, resources_of(run)) == []
+
+
+def test_the_daemons_egress_never_reaches_the_metadata_service(pack: PolicyPack, warm_run: ProgramRun) -> None:
+    def open_metadata(props: dict[str, Any]) -> None:
+        props["spec"]["egress"].append({"to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}]})
+
+    found = messages(
+        pack,
+        changed(resources_of(warm_run), "kubernetes:networking.k8s.io/v1:NetworkPolicy", "builders-buildkitd-egress", open_metadata),
+        "warm-builders-as-designed",
+    )
+    assert any("builders namespace: NetworkPolicy 'buildkitd-egress'" in m and "169.254.169.254" in m for m in found), found
