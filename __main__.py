@@ -95,6 +95,7 @@ def main() -> None:
         WarmBuilders(
             "builders",
             WarmBuildersArgs(
+                cfg.runner,
                 cfg.builders.warm,
                 cfg.network,
                 pod_security_version=cfg.kubernetes.pod_security_version,

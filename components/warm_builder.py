@@ -1,9 +1,9 @@
 """The warm builder of one application project (builders.mode 'warm'): a long-lived rootless buildkitd
 that only that project's build jobs can use.
 
-- StatefulSet of one in the stack's builders namespace (PSA 'baseline', the job namespace's level in
-  the baseline job security mode; the jobs' node selector and PriorityClass), the job image (rootless
-  BuildKit, pinned), the build container's own security context, a persistent volume for its state,
+- StatefulSet of one in the stack's builders namespace (the job namespace's PSA level and job security
+  marks; the jobs' node selector and PriorityClass), the job image (rootless BuildKit, pinned), the
+  build container's own security context and profiles for the job security mode, a persistent volume for its state,
   BuildKit's garbage collection below the volume's size (--oci-worker-gc-keepstorage), explicit resources.
 - mTLS: the daemon listens on TCP 1234 only with --tlscacert/--tlscert/--tlskey; its CA is the
   project's own (components/builder_certificates.py), so only that project's client certificate passes
@@ -31,7 +31,7 @@ import pulumi_kubernetes as k8s
 from .builder_certificates import BuilderCertificates
 from .config import NetworkConfig, RunnerConfig, WarmBuilderConfig
 from .marks import BUILDERS_FOR_ANNOTATION, MANAGED_BY, component_type, job_priority_class_name
-from .namespace_documents import job_namespace_labels
+from .namespace_documents import job_namespace_annotations, job_namespace_labels
 from .network_documents import builder_network_policies
 from .runner_config import BUILDKIT_STATE_DIR, BUILDKIT_UID
 
@@ -64,10 +64,11 @@ def gc_flags(warm: WarmBuilderConfig) -> list[str]:
     return ["--oci-worker-gc", f"--oci-worker-gc-keepstorage={reserved // 10**6},{free // 10**6},{max_used // 10**6}"]
 
 
-def container_security_context() -> dict[str, Any]:
-    """The job build container's context (runner_config.build_container_security_context), in the
-    baseline job security mode, the one warm builders support: no profile fields, the runtime's."""
-    return {
+def container_security_context(runner: RunnerConfig) -> dict[str, Any]:
+    """The job build container's context (runner_config.build_container_security_context) and the profiles
+    the job security mode gives it: none in 'baseline', the stack's Localhost ones in 'confined',
+    Unconfined in 'unconfined' (as the runner's pod_spec patches do for build containers)."""
+    context: dict[str, Any] = {
         "privileged": False,
         # rootlesskit calls setuid newuidmap (moby/buildkit#1671), as in the job's build container
         "allowPrivilegeEscalation": True,
@@ -76,6 +77,15 @@ def container_security_context() -> dict[str, Any]:
         "runAsGroup": BUILDKIT_UID,
         "capabilities": {"drop": ["NET_RAW"]},
     }
+    if runner.job_security_mode == "unconfined":
+        context["seccompProfile"] = {"type": "Unconfined"}
+        context["appArmorProfile"] = {"type": "Unconfined"}
+    confined = runner.confined_profile_names()
+    if confined is not None:
+        context["seccompProfile"] = {"type": "Localhost", "localhostProfile": confined.seccomp}
+        if confined.apparmor is not None:
+            context["appArmorProfile"] = {"type": "Localhost", "localhostProfile": confined.apparmor}
+    return context
 
 
 def b64(value: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -92,6 +102,7 @@ def daemon_selector(project_key: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class WarmBuildersArgs:
+    runner: RunnerConfig
     warm: WarmBuilderConfig
     network: NetworkConfig
     pod_security_version: str
@@ -115,9 +126,14 @@ class WarmBuilders(pulumi.ComponentResource):
             f"{name}-namespace",
             metadata={
                 "name": self.namespace,
-                "labels": job_namespace_labels("baseline", args.pod_security_version),
-                # The pack reads this mark: whose jobs may reach the daemons here.
-                "annotations": {BUILDERS_FOR_ANNOTATION: args.job_namespace},
+                # The job namespace's PSA level and job security marks: the daemons get exactly what the build
+                # containers get (the pack compares the two namespaces).
+                "labels": job_namespace_labels(args.runner.job_security_mode, args.pod_security_version),
+                "annotations": {
+                    **job_namespace_annotations(args.runner.job_security_mode, args.runner.confined_profile_names()),
+                    # The pack reads this mark: whose jobs may reach the daemons here.
+                    BUILDERS_FOR_ANNOTATION: args.job_namespace,
+                },
             },
             opts=on_k8s,
         )
@@ -241,7 +257,7 @@ class WarmBuilder(pulumi.ComponentResource):
                         *gc_flags(warm),
                     ],
                     "ports": [{"name": CONTAINER, "containerPort": PORT, "protocol": "TCP"}],
-                    "securityContext": container_security_context(),
+                    "securityContext": container_security_context(args.runner),
                     "resources": resources,
                     "readinessProbe": ready,
                     "livenessProbe": alive,

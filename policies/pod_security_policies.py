@@ -4,10 +4,32 @@ pack cannot place (kinds it does not model)."""
 
 from __future__ import annotations
 
-from common import ADVISORY, MANDATORY, resource_policy
+from typing import Any
+
+from common import ADVISORY, MANDATORY, resource_policy, to_plain_data
 from kubernetes_kinds import pods, unmodelled_pod_specs
 from pod_security_controls import CONTROLS, Control, localhost_profiles
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from warm_builder_policies import DAEMON_CONTAINER, claims_daemon
+
+# The profile controls a warm BuildKit daemon's container is judged by elsewhere: `warm-builders-as-designed`
+# (warm_builder_policies) checks every pod that claims to be one, and admits on its `buildkitd` container
+# exactly the profiles the job namespace's marks admit for build containers (Localhost in 'confined',
+# Unconfined in 'unconfined'), nothing anywhere else.
+DAEMON_PROFILE_CONTROLS = frozenset({"kubernetes-pod-apparmor", "kubernetes-pod-seccomp-baseline", "kubernetes-pod-seccomp-restricted"})
+
+
+def _without_daemon_profiles(spec: Any, meta: Any) -> Any:
+    """The pod spec with the daemon container's seccomp/AppArmor fields left out, for a pod that claims to be
+    a warm daemon; any other pod unchanged."""
+    if not claims_daemon({}, {"labels": to_plain_data((meta or {}).get("labels") or {})}):
+        return spec
+    plain = to_plain_data(spec)
+    for container in plain.get("containers") or []:
+        if container.get("name") == DAEMON_CONTAINER and isinstance(container.get("securityContext"), dict):
+            container["securityContext"].pop("seccompProfile", None)
+            container["securityContext"].pop("appArmorProfile", None)
+    return plain
 
 
 def _validator(control: Control):
@@ -15,7 +37,8 @@ def _validator(control: Control):
         kind = args.resource_type.split(":")[-1]
         for location, spec, meta in pods(args.resource_type, args.props):
             where = f"{kind} {args.name}" + (f" {location}" if location else "")
-            for message in control.check(spec, meta):
+            checked = _without_daemon_profiles(spec, meta) if control.name in DAEMON_PROFILE_CONTROLS else spec
+            for message in control.check(checked, meta):
                 report_violation(f"{where}: {message}", None)
 
     return validate
@@ -34,7 +57,7 @@ def _no_localhost_profiles(args: ResourceValidationArgs, report_violation: Repor
     kind = args.resource_type.split(":")[-1]
     for location, spec, meta in pods(args.resource_type, args.props):
         where = f"{kind} {args.name}" + (f" {location}" if location else "")
-        for found in localhost_profiles(spec, meta):
+        for found in localhost_profiles(_without_daemon_profiles(spec, meta), meta):
             report_violation(
                 f"{where}: {found.describe()}: the stack's only Localhost profiles are for the job pods' build container, "
                 "which the runner creates (runners.config); no workload the stack manages may name one",

@@ -26,8 +26,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from common import resource_policy, stack_policy, to_plain_data
-from kubernetes_kinds import is_kind, kube_kind, objects, pods
-from marks import BUILDERS_FOR_ANNOTATION
+from kubernetes_kinds import kube_kind, objects, pods
+from marks import (
+    APPARMOR_PROFILE_ANNOTATION,
+    BUILDERS_FOR_ANNOTATION,
+    JOB_SECURITY_MODE_ANNOTATION,
+    PSA_LABEL_PREFIX,
+    SECCOMP_PROFILE_ANNOTATION,
+)
 from network_policies import metadata_problems, policies_in
 from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 from runner_release_policies import checked_runner_config, is_runner_release
@@ -62,16 +68,90 @@ def _namespace(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("namespace") or "default")
 
 
-def builders_namespaces(args: StackValidationArgs) -> dict[str, str]:
-    """builders namespace -> the job namespace its mark admits."""
+MODE_MARKS = (JOB_SECURITY_MODE_ANNOTATION, SECCOMP_PROFILE_ANNOTATION, APPARMOR_PROFILE_ANNOTATION)
+PSA_ENFORCE = f"{PSA_LABEL_PREFIX}/enforce"
+
+
+def namespace_marks(args: StackValidationArgs) -> dict[str, dict[str, dict[str, str]]]:
+    """Every Namespace resource of the stack: name -> {"annotations": ..., "labels": ...}."""
     found = {}
     for r in args.resources:
-        if is_kind(r.resource_type, "core", "Namespace", r.props):
+        found_kind = kube_kind(r.resource_type, r.props)
+        if found_kind is not None and (found_kind.group, found_kind.kind) == ("core", "Namespace") and not found_kind.patch:
             for _, obj in objects(r.resource_type, r.props):
-                mark = ((obj.get("metadata") or {}).get("annotations") or {}).get(BUILDERS_FOR_ANNOTATION)
-                if mark:
-                    found[_name(obj)] = str(mark)
+                meta = obj.get("metadata") or {}
+                found[_name(obj)] = {
+                    "annotations": {str(k): str(v) for k, v in to_plain_data(meta.get("annotations") or {}).items()},
+                    "labels": {str(k): str(v) for k, v in to_plain_data(meta.get("labels") or {}).items()},
+                }
     return found
+
+
+def builders_namespaces(args: StackValidationArgs) -> dict[str, str]:
+    """builders namespace -> the job namespace its mark admits."""
+    return {
+        name: marks["annotations"][BUILDERS_FOR_ANNOTATION]
+        for name, marks in namespace_marks(args).items()
+        if marks["annotations"].get(BUILDERS_FOR_ANNOTATION)
+    }
+
+
+def marks_problems(namespaces: Mapping[str, Mapping[str, Mapping[str, str]]], builders: Mapping[str, str]) -> list[str]:
+    """A builders namespace carries its job namespace's job security mode, profile names and PSA level:
+    its daemons then get exactly what the job pods' build containers get, checked against the runner's
+    config through the job namespace (runner_release_policies)."""
+    problems = []
+    for name, job in builders.items():
+        if job not in namespaces:
+            problems.append(f"builders namespace {name!r}: its job namespace {job!r} is not a Namespace of this stack")
+            continue
+        own, theirs = namespaces[name], namespaces[job]
+        for key in MODE_MARKS:
+            if own["annotations"].get(key) != theirs["annotations"].get(key):
+                problems.append(
+                    f"builders namespace {name!r}: {key}={own['annotations'].get(key)!r} differs from the job namespace's "
+                    f"{theirs['annotations'].get(key)!r}: the daemons get exactly the build containers' mode"
+                )
+        if own["labels"].get(PSA_ENFORCE) != theirs["labels"].get(PSA_ENFORCE):
+            problems.append(
+                f"builders namespace {name!r}: {PSA_ENFORCE}={own['labels'].get(PSA_ENFORCE)!r} differs from the job namespace's "
+                f"{theirs['labels'].get(PSA_ENFORCE)!r}"
+            )
+    return problems
+
+
+def _is(profile: Any, expected: Mapping[str, str] | None) -> bool:
+    if expected is None:
+        return profile is None or profile == {"type": "RuntimeDefault"}
+    return profile == dict(expected)
+
+
+def profile_problems(where: str, spec: Mapping[str, Any], marks: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The daemon container's seccomp/AppArmor fields, as the namespace's mode admits them on build containers."""
+    annotations = marks.get("annotations") or {}
+    mode = annotations.get(JOB_SECURITY_MODE_ANNOTATION) or "baseline"
+    seccomp: dict[str, str] | None = None
+    apparmor: dict[str, str] | None = None
+    if mode == "confined":
+        seccomp = {"type": "Localhost", "localhostProfile": str(annotations.get(SECCOMP_PROFILE_ANNOTATION))}
+        if annotations.get(APPARMOR_PROFILE_ANNOTATION):
+            apparmor = {"type": "Localhost", "localhostProfile": str(annotations.get(APPARMOR_PROFILE_ANNOTATION))}
+    elif mode == "unconfined":
+        if (marks.get("labels") or {}).get(PSA_ENFORCE) != "privileged":
+            return [f"{where}: an unconfined daemon needs its namespace to enforce PSA 'privileged' (acknowledged)"]
+        seccomp, apparmor = {"type": "Unconfined"}, {"type": "Unconfined"}
+    elif mode != "baseline":
+        return [f"{where}: unknown job security mode {mode!r}"]
+    problems = []
+    for container in spec.get("containers") or []:
+        context = container.get("securityContext") or {}
+        for field, expected in (("seccompProfile", seccomp), ("appArmorProfile", apparmor)):
+            if not _is(context.get(field), expected):
+                problems.append(
+                    f"{where}: container {container.get('name')!r} {field} {context.get(field)!r}: in the {mode!r} job security mode "
+                    f"a daemon has {expected or 'the runtime default'}, as the build containers"
+                )
+    return problems
 
 
 def allowed_images(args: StackValidationArgs, report_violation: ReportViolation) -> list[str]:
@@ -204,7 +284,10 @@ def _plain_meta(meta: Any) -> dict[str, Any]:
 
 
 def _warm_builders(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    namespaces = namespace_marks(args)
     builders = builders_namespaces(args)
+    for problem in marks_problems(namespaces, builders):
+        report_violation(problem, None)
     images: list[str] | None = None
     projects: dict[str, str] = {}
     for r in args.resources:
@@ -222,7 +305,12 @@ def _warm_builders(args: StackValidationArgs, report_violation: ReportViolation)
                 if images is None:
                     images = allowed_images(args, report_violation)
                 obj = {**head, "spec": {k: to_plain_data(v) for k, v in (item.get("spec") or {}).items() if k != "template"}}
-                for problem in daemon_problems(found.kind, obj, to_plain_data(spec), template_meta, builders, images):
+                plain_spec = to_plain_data(spec)
+                for problem in daemon_problems(found.kind, obj, plain_spec, template_meta, builders, images):
+                    report_violation(problem, r.urn)
+                # A claimed daemon anywhere: its profiles as its namespace's marks admit (none outside a builders namespace).
+                marks = namespaces.get(_namespace(head), {}) if in_builders else {}
+                for problem in profile_problems(f"{found.kind} {_name(head)!r}", plain_spec, marks):
                     report_violation(problem, r.urn)
                 project = str((template_meta.get("labels") or {}).get(PROJECT_LABEL) or "")
                 if project and projects.setdefault(project, _name(head)) != _name(head):

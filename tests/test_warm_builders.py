@@ -73,10 +73,6 @@ def test_ephemeral_is_the_default_and_creates_no_daemon() -> None:
     [
         ({"builders": {"mode": "hot"}}, "builders.mode = \"hot\": Input should be 'ephemeral' or 'warm'"),
         (
-            {"builders": WARM, "runner": {"jobSecurityMode": "unconfined", "acknowledgeUnconfined": True}},
-            "builders.mode = \"warm\": needs runner.jobSecurityMode 'baseline'",
-        ),
-        (
             {"builders": {**WARM, "warm": {"namespace": "gitlab-runner-jobs"}}},
             'builders.warm.namespace = "gitlab-runner-jobs": must differ',
         ),
@@ -355,3 +351,80 @@ def test_the_daemons_egress_never_reaches_the_metadata_service(pack: PolicyPack,
         "warm-builders-as-designed",
     )
     assert any("builders namespace: NetworkPolicy 'buildkitd-egress'" in m and "169.254.169.254" in m for m in found), found
+
+
+MODES = {
+    "confined": {"jobSecurityMode": "confined", "nodeOs": "ubuntu-24.04", "nodeSelector": {"kubernetes.io/arch": "amd64"}},
+    "unconfined": {"jobSecurityMode": "unconfined", "acknowledgeUnconfined": True},
+}
+
+
+def mode_run(mode: str) -> ProgramRun:
+    return run_program(make_config(builders=WARM, runner={"scope": {"type": "project_type", "projectId": 1}, **MODES[mode]}))
+
+
+@pytest.mark.parametrize("mode", ["confined", "unconfined"])
+def test_a_warm_daemon_gets_the_build_containers_profiles_and_passes_the_pack(pack: PolicyPack, mode: str) -> None:
+    run = mode_run(mode)
+    sts = next(r for r in run.of_type(STATEFULSET) if r.name == "builder-acme-web-daemon")
+    context = sts.inputs["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    namespaces = {r.inputs["metadata"]["name"]: r.inputs["metadata"] for r in run.of_type("kubernetes:core/v1:Namespace")}
+    jobs, builders = namespaces["gitlab-runner-jobs"], namespaces["gitlab-runner-builders"]
+    assert builders["labels"] == jobs["labels"]
+    assert {k: v for k, v in builders["annotations"].items() if "builders-for" not in k} == jobs["annotations"]
+    if mode == "confined":
+        assert context["seccompProfile"]["type"] == "Localhost"
+        assert context["seccompProfile"]["localhostProfile"] == jobs["annotations"]["gitlab-buildkit-runner/seccomp-profile"]
+    else:
+        assert context["seccompProfile"] == {"type": "Unconfined"} and context["appArmorProfile"] == {"type": "Unconfined"}
+    assert mandatory(pack, resources_of(run)) == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "change", "fragment"),
+    [
+        # another Localhost profile than the build containers' (a node file the pack cannot see)
+        ("confined", lambda c: c["seccompProfile"].update(localhostProfile="profiles/anything.json"), "seccompProfile"),
+        ("confined", lambda c: c.update(seccompProfile={"type": "Unconfined"}), "seccompProfile"),
+        ("confined", lambda c: c.pop("seccompProfile"), "seccompProfile None"),
+        ("unconfined", lambda c: c.update(appArmorProfile={"type": "Localhost", "localhostProfile": "evil"}), "appArmorProfile"),
+    ],
+)
+def test_a_daemon_with_other_profiles_than_the_build_containers_is_refused(
+    pack: PolicyPack, mode: str, change: Callable[[dict[str, Any]], None], fragment: str
+) -> None:
+    run = mode_run(mode)
+    found = messages(
+        pack,
+        changed(resources_of(run), STATEFULSET, "builder-acme-web-daemon", lambda p: change(_container(p)["securityContext"])),
+        "warm-builders-as-designed",
+    )
+    assert any(fragment in m and "as the build containers" in m for m in found), found
+
+
+def test_a_builders_namespace_cannot_claim_another_mode_than_the_jobs(pack: PolicyPack, warm_run: ProgramRun) -> None:
+    """Baseline jobs; a builders namespace marked unconfined and privileged would let its daemons run Unconfined."""
+
+    def escalate(props: dict[str, Any]) -> None:
+        props["metadata"]["annotations"]["gitlab-buildkit-runner/job-security-mode"] = "unconfined"
+        props["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
+
+    found = messages(
+        pack, changed(resources_of(warm_run), "kubernetes:core/v1:Namespace", "builders-namespace", escalate), "warm-builders-as-designed"
+    )
+    assert any("differs from the job namespace's" in m for m in found), found
+
+
+def test_a_workload_elsewhere_cannot_borrow_the_daemons_profile_exemption(pack: PolicyPack) -> None:
+    """A Deployment in the job namespace labelled buildkitd with the confined Localhost profile: the Pod
+    Security policies leave its profiles to the daemon check, which refuses it (not in a builders namespace)."""
+    run = mode_run("confined")
+    sts = next(r for r in run.of_type(STATEFULSET) if r.name == "builder-acme-web-daemon")
+    props = copy.deepcopy(dict(unwrap_secrets(sts.inputs)))
+    props["metadata"].update(namespace="gitlab-runner-jobs", name="buildkitd-borrow")
+    intruder = ResourceInput(
+        "kubernetes:apps/v1:Deployment", "borrow", "urn:pulumi:dev::gitlab-buildkit-runner::kubernetes:apps/v1:Deployment::borrow", props
+    )
+    found = messages(pack, [*resources_of(run), intruder], "warm-builders-as-designed")
+    assert any("Deployment 'buildkitd-borrow'" in m and "the runtime default" in m for m in found), found
+    assert "warm-builders-as-designed" in mandatory(pack, [*resources_of(run), intruder])

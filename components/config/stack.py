@@ -107,14 +107,6 @@ class StackConfig(ConfigModel):
     def _warm_builders_fit(self) -> StackConfig:
         if self.builders.mode != "warm":
             return self
-        if self.runner.job_security_mode != "baseline":
-            raise RuleViolation(
-                "builders.mode",
-                "warm",
-                f"needs runner.jobSecurityMode 'baseline' (it is {self.runner.job_security_mode!r}): the policy pack admits "
-                "Localhost and Unconfined profiles only on the runner's own job pods, so a warm daemon in the 'confined' or "
-                "'unconfined' mode would be refused; use 'ephemeral' there",
-            )
         namespace = self.builders.warm.namespace
         if namespace in (self.kubernetes.manager_namespace, self.kubernetes.job_namespace):
             raise RuleViolation(
