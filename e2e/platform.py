@@ -103,11 +103,33 @@ def engine_tools() -> Engine:
     )
 
 
+DYNAMIC_PROVIDER = "pulumi-resource-pulumi-python"
+
+
+def _dynamic_provider_shim(cli: Tool) -> Path:
+    """`pulumi-resource-pulumi-python`, the script a release archive ships beside the CLI, which runs a
+    Python program's dynamic providers (`python -m pulumi.dynamic` in the program's virtualenv): from the
+    Go module of the CLI's own SDK, which building the CLI downloaded.
+    Ref: https://github.com/pulumi/pulumi/blob/v3.274.0/sdk/python/dist/pulumi-resource-pulumi-python"""
+    gomodcache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()
+    shim = Path(gomodcache) / "github.com" / "pulumi" / "pulumi" / "sdk" / f"v3@{cli.version}" / "python" / "dist" / DYNAMIC_PROVIDER
+    if not shim.is_file():
+        subprocess.run(
+            ["go", "mod", "download", f"github.com/pulumi/pulumi/sdk/v3@{cli.version}"], check=True, capture_output=True, timeout=600
+        )
+    return shim
+
+
 def _bundle(cli: Tool, host: Tool) -> Path:
-    """The CLI and the language host in one folder, as a release archive ships them: the CLI uses a
-    language host beside itself without warning about one found on PATH. Hard links, not copies."""
+    """The CLI, the language host and the dynamic-provider script in one folder, as a release archive ships
+    them: the CLI uses a language host beside itself without warning about one found on PATH. Hard links,
+    not copies."""
     folder = cache_root() / f"pulumi-bundle-{cli.version}-python-{host.version}"
     binaries = [cli.binary(b) for b in cli.spec["binaries"]] + [host.binary(b) for b in host.spec["binaries"]]
+    if not (folder / DYNAMIC_PROVIDER).exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(_dynamic_provider_shim(cli), folder / DYNAMIC_PROVIDER)
+        (folder / DYNAMIC_PROVIDER).chmod(0o755)
     if not all((folder / b.name).exists() for b in binaries):
         folder.mkdir(parents=True, exist_ok=True)
         for binary in binaries:
