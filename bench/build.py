@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.engine import tree_rss_mib  # noqa: E402
 from components.config import project_key  # noqa: E402
 from e2e.build_job import (  # noqa: E402
     BuildSession,
@@ -43,7 +44,6 @@ from e2e.build_job import (  # noqa: E402
     checkout,
     fixture_config,
     run_buildah,
-    session_processes,
 )
 from e2e.warm_daemon import WarmDaemon  # noqa: E402
 
@@ -63,17 +63,9 @@ GROWTH_BUILDS = 20
 
 
 def daemon_rss_mib(daemon: WarmDaemon) -> float:
-    """Resident memory of the daemon's processes (rootlesskit and buildkitd), now."""
+    """Resident memory of the daemon's process tree (rootlesskit and buildkitd), now."""
     assert daemon.process is not None
-    total = 0
-    for pid in [daemon.process.pid, *session_processes(daemon.process.pid)]:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
+    return tree_rss_mib(daemon.process.pid)
 
 
 def one_repetition(
