@@ -645,11 +645,28 @@ def matrix_markdown() -> str:
     return order_markdown(infra + template) + "\n" + markdown(infra) + "\n" + markdown(template)
 
 
+VARIABLES_BEGIN, VARIABLES_END = "<!-- BEGIN project variables (python -m verify.pipeline --write) -->", "<!-- END project variables -->"
+
+
+def variables_markdown() -> str:
+    """This project's CI/CD variables (cicd/pipeline_variables.py) as docs/pipeline.md lists them."""
+    lines = ["| key | environment scope | flags | what |", "|---|---|---|---|"]
+    for v in infra_variables():
+        flags = ", ".join(flag for flag, on in (("protected", v.protected), ("masked", v.masked), ("file", v.file)) if on)
+        lines.append(f"| `{v.key}` | `{v.scope}` | {flags} | {v.purpose} |")
+    return "\n".join(lines) + "\n"
+
+
+def _between(text: str, begin: str, end: str, body: str) -> str:
+    if begin not in text or end not in text:
+        raise ValueError(f"{DOC} lacks the markers {begin} ... {end}")
+    head, rest = text.split(begin, 1)
+    return head + begin + "\n" + body + end + rest.split(end, 1)[1]
+
+
 def render_doc(text: str, table: str) -> str:
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{DOC} lacks the markers {BEGIN} ... {END}")
-    head, rest = text.split(BEGIN, 1)
-    return head + BEGIN + "\n" + table + END + rest.split(END, 1)[1]
+    """docs/pipeline.md with the credential matrix and the variables table regenerated."""
+    return _between(_between(text, BEGIN, END, table), VARIABLES_BEGIN, VARIABLES_END, variables_markdown())
 
 
 def main(argv: list[str] | None = None) -> int:
