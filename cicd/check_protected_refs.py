@@ -22,7 +22,6 @@ import fnmatch
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any
 
 from components.config import ConfigError, StackConfig, parse_config
 from verify.harness import load_stack_file
@@ -51,23 +50,29 @@ def covered(ref: str, rules: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(ref, _glob(rule)) for rule in rules)
 
 
-def _rules(client: Any, cache: dict[tuple[str, str], list[str]], project: str, ref_type: str) -> list[str]:
-    if (project, ref_type) not in cache:
-        p = client.projects.get(project, lazy=True)
-        manager = p.protectedbranches if ref_type == "branch" else p.protectedtags
-        cache[(project, ref_type)] = [str(r.name) for r in manager.list(iterator=True)]
-    return cache[(project, ref_type)]
+class ProtectedRules:
+    """The protected-branch and protected-tag rule names of GitLab projects, each project and kind read once
+    (the three checks below share one reader)."""
+
+    def __init__(self, api_url: str, token: str) -> None:
+        import gitlab
+
+        self._client = gitlab.Gitlab(api_url, private_token=token)
+        self._read: dict[tuple[str, str], list[str]] = {}
+
+    def of(self, project: str, ref_type: str) -> list[str]:
+        if (project, ref_type) not in self._read:
+            p = self._client.projects.get(project, lazy=True)
+            manager = p.protectedbranches if ref_type == "branch" else p.protectedtags
+            self._read[(project, ref_type)] = [str(r.name) for r in manager.list(iterator=True)]
+        return self._read[(project, ref_type)]
 
 
-def unprotected(api_url: str, token: str, refs: Iterable[tuple[str, str, str]]) -> list[str]:
+def unprotected(rules: ProtectedRules, refs: Iterable[tuple[str, str, str]]) -> list[str]:
     """A warning per trusted ref (or pattern) that no protected-branch or protected-tag rule covers."""
-    import gitlab
-
-    client = gitlab.Gitlab(api_url, private_token=token)
     warnings = []
-    cache: dict[tuple[str, str], list[str]] = {}
     for project, ref_type, ref in refs:
-        if not covered(ref, _rules(client, cache, project, ref_type)):
+        if not covered(ref, rules.of(project, ref_type)):
             what = "pattern" if "*" in ref else ref_type
             warnings.append(
                 f"WARNING: {project} {what} {ref!r} is trusted by an IAM role of this stack but is not protected in GitLab "
@@ -77,36 +82,28 @@ def unprotected(api_url: str, token: str, refs: Iterable[tuple[str, str, str]]) 
     return warnings
 
 
-def untrusted_previews(api_url: str, token: str, cfg: StackConfig) -> list[str]:
+def untrusted_previews(rules: ProtectedRules, cfg: StackConfig) -> list[str]:
     """A warning per protected branch rule of preview.projectPath (but the default branch) the preview role does not trust."""
-    import gitlab
-
     if not cfg.preview.project_path or not cfg.preview.refs:
         return []
-    client = gitlab.Gitlab(api_url, private_token=token)
-    rules = _rules(client, {}, cfg.preview.project_path, "branch")
     return [
         f"WARNING: protected branch {rule!r} of {cfg.preview.project_path} runs the preview job, but preview.refs "
         f"{cfg.preview.refs} does not cover it: STS refuses its previews. Add it (or a wildcard covering it) to preview.refs."
-        for rule in rules
+        for rule in rules.of(cfg.preview.project_path, "branch")
         if rule != cfg.preview.default_branch and not covered(rule, cfg.preview.refs)
     ]
 
 
-def untrusted_builds(api_url: str, token: str, cfg: StackConfig) -> list[str]:
+def untrusted_builds(rules: ProtectedRules, cfg: StackConfig) -> list[str]:
     """oidc mode: a warning per protected branch or tag rule of an application project that its push role does
     not trust. The build template's default rules run on every protected ref, so such builds fail at STS."""
-    import gitlab
-
     if cfg.credentials.mode != "oidc":
         return []
-    client = gitlab.Gitlab(api_url, private_token=token)
-    cache: dict[tuple[str, str], list[str]] = {}
     warnings = []
     for project in cfg.registry.projects():
         for ref_type in ("branch", "tag"):
             trusted = [s.ref for s in cfg.credentials.oidc_subjects if s.project_path == project and s.ref_type == ref_type]
-            for rule in _rules(client, cache, project, ref_type):
+            for rule in rules.of(project, ref_type):
                 if not covered(rule, trusted):
                     warnings.append(
                         f"WARNING: protected {ref_type} {rule!r} of {project} runs the build template (its default rules "
@@ -131,21 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.stack}: no IAM role trusts a GitLab ref")
         return 0
     fail = 1 if args.require else 0
+    level = "ERROR" if fail else "WARNING"  # the deploy gate refuses; the drift check warns
     token = os.environ.get("GITLAB_TOKEN", "")
     if not token:
-        print(
-            "ERROR: GITLAB_TOKEN is not set: cannot check that the trusted refs are protected"
-            if fail
-            else "WARNING: GITLAB_TOKEN is not set: cannot check that the trusted refs are protected"
-        )
+        print(f"{level}: GITLAB_TOKEN is not set: cannot check that the trusted refs are protected")
         return fail
     try:
-        warnings = unprotected(f"{cfg.gitlab.url}", token, refs)
-        notes = untrusted_previews(f"{cfg.gitlab.url}", token, cfg) + untrusted_builds(f"{cfg.gitlab.url}", token, cfg)
-    except Exception as exc:  # the drift check warns; the deploy gate refuses
-        print(
-            f"{'ERROR' if fail else 'WARNING'}: could not read the protected refs from GitLab ({exc.__class__.__name__}): check them by hand"
-        )
+        rules = ProtectedRules(f"{cfg.gitlab.url}", token)
+        warnings = unprotected(rules, refs)
+        notes = untrusted_previews(rules, cfg) + untrusted_builds(rules, cfg)
+    except Exception as exc:
+        print(f"{level}: could not read the protected refs from GitLab ({exc.__class__.__name__}): check them by hand")
         return fail
     for line in warnings + notes:
         print(line.replace("WARNING", "ERROR", 1) if fail and line in warnings else line)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from components.builder_certificates import issue
 from components.config import WarmBuilderConfig
-from components.warm_builder import PORT, gc_flags
+from components.warm_builder import gc_flags
 
 from .build_job import BuildSession, _kill_session, session_processes
 
@@ -157,6 +157,3 @@ class WarmDaemon:
         """Lose the state, as a daemon whose volume was replaced (stopped first)."""
         self.stop()
         subprocess.run(["rm", "-rf", str(self.state)], check=True)
-
-
-__all__ = ["PORT", "WarmDaemon"]

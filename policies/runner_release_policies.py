@@ -139,7 +139,7 @@ def _releases(args: StackValidationArgs) -> Iterator[Any]:
     return (r for r in args.resources if is_runner_release(r.resource_type, r.props))
 
 
-def _namespace_marks(args: StackValidationArgs) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+def namespace_marks(args: StackValidationArgs) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
     """(name, annotations, labels) of every Namespace resource (never a patch): where the stack's marks live."""
     for r in args.resources:
         if r.resource_type == "kubernetes:core/v1:Namespace":
@@ -150,7 +150,7 @@ def _namespace_marks(args: StackValidationArgs) -> Iterator[tuple[str, Mapping[s
 def acknowledged_unconfined_namespaces(args: StackValidationArgs) -> set[str]:
     return {
         name
-        for name, marks, labels in _namespace_marks(args)
+        for name, marks, labels in namespace_marks(args)
         if marks.get(JOB_SECURITY_MODE_ANNOTATION) == "unconfined" and labels.get(PSA_ENFORCE) == "privileged"
     }
 
@@ -159,7 +159,7 @@ def confined_namespaces(args: StackValidationArgs) -> dict[str, ConfinedNamespac
     """Job namespaces marked 'confined', enforcing PSA baseline or restricted, whose profile marks are
     well-formed names: {namespace: its exact profile names}."""
     found = {}
-    for name, marks, labels in _namespace_marks(args):
+    for name, marks, labels in namespace_marks(args):
         if marks.get(JOB_SECURITY_MODE_ANNOTATION) != "confined" or labels.get(PSA_ENFORCE) not in ("baseline", "restricted"):
             continue
         seccomp = marks.get(SECCOMP_PROFILE_ANNOTATION)

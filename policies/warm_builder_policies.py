@@ -36,7 +36,7 @@ from marks import (
 )
 from network_policies import metadata_problems, policies_in
 from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
-from runner_release_policies import checked_runner_config, is_runner_release
+from runner_release_policies import checked_runner_config, is_runner_release, namespace_marks
 
 DAEMON_CONTAINER = "buildkitd"
 DAEMON_PORT = 1234
@@ -72,27 +72,14 @@ MODE_MARKS = (JOB_SECURITY_MODE_ANNOTATION, SECCOMP_PROFILE_ANNOTATION, APPARMOR
 PSA_ENFORCE = f"{PSA_LABEL_PREFIX}/enforce"
 
 
-def namespace_marks(args: StackValidationArgs) -> dict[str, dict[str, dict[str, str]]]:
-    """Every Namespace resource of the stack: name -> {"annotations": ..., "labels": ...}."""
-    found = {}
-    for r in args.resources:
-        found_kind = kube_kind(r.resource_type, r.props)
-        if found_kind is not None and (found_kind.group, found_kind.kind) == ("core", "Namespace") and not found_kind.patch:
-            for _, obj in objects(r.resource_type, r.props):
-                meta = obj.get("metadata") or {}
-                found[_name(obj)] = {
-                    "annotations": {str(k): str(v) for k, v in to_plain_data(meta.get("annotations") or {}).items()},
-                    "labels": {str(k): str(v) for k, v in to_plain_data(meta.get("labels") or {}).items()},
-                }
-    return found
-
-
-def builders_namespaces(args: StackValidationArgs) -> dict[str, str]:
-    """builders namespace -> the job namespace its mark admits."""
+def _namespaces(args: StackValidationArgs) -> dict[str, dict[str, dict[str, str]]]:
+    """Every Namespace resource's marks, as plain data: name -> {"annotations": ..., "labels": ...}."""
     return {
-        name: marks["annotations"][BUILDERS_FOR_ANNOTATION]
-        for name, marks in namespace_marks(args).items()
-        if marks["annotations"].get(BUILDERS_FOR_ANNOTATION)
+        name: {
+            "annotations": {str(k): str(v) for k, v in to_plain_data(annotations).items()},
+            "labels": {str(k): str(v) for k, v in to_plain_data(labels).items()},
+        }
+        for name, annotations, labels in namespace_marks(args)
     }
 
 
@@ -284,8 +271,11 @@ def _plain_meta(meta: Any) -> dict[str, Any]:
 
 
 def _warm_builders(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    namespaces = namespace_marks(args)
-    builders = builders_namespaces(args)
+    namespaces = _namespaces(args)
+    # builders namespace -> the job namespace its mark admits
+    builders = {
+        name: m["annotations"][BUILDERS_FOR_ANNOTATION] for name, m in namespaces.items() if m["annotations"].get(BUILDERS_FOR_ANNOTATION)
+    }
     for problem in marks_problems(namespaces, builders):
         report_violation(problem, None)
     images: list[str] | None = None

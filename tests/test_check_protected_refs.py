@@ -10,7 +10,7 @@ import pytest
 from conftest import make_config
 from json_http import JsonHandler
 
-from cicd.check_protected_refs import covered, main, trusted_refs, unprotected, untrusted_builds, untrusted_previews
+from cicd.check_protected_refs import ProtectedRules, covered, main, trusted_refs, unprotected, untrusted_builds, untrusted_previews
 from components.config import parse_config
 
 PROTECTED = {
@@ -71,7 +71,7 @@ def test_trusted_refs_are_the_push_and_preview_subjects() -> None:
 
 
 def test_unprotected_trusted_refs_are_warned_about(gitlab_url: str) -> None:
-    warnings = unprotected(gitlab_url, "glpat-read", trusted_refs(config()))
+    warnings = unprotected(ProtectedRules(gitlab_url, "glpat-read"), trusted_refs(config()))
     assert [w.split(" is trusted")[0] for w in warnings] == ["WARNING: acme/api tag 'v1.0.0'", "WARNING: acme/web branch 'hotfix'"]
 
 
@@ -79,7 +79,7 @@ def test_a_wrong_token_is_an_error_the_cli_turns_into_a_warning(gitlab_url: str)
     import gitlab
 
     with pytest.raises(gitlab.exceptions.GitlabError):
-        unprotected(gitlab_url, "wrong", trusted_refs(config()))
+        unprotected(ProtectedRules(gitlab_url, "wrong"), trusted_refs(config()))
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_a_trusted_pattern_is_covered_only_when_every_match_is_protected(ref: st
 def test_protected_branches_the_preview_role_does_not_trust_are_named(gitlab_url: str) -> None:
     """The preview job runs on every protected branch but the default: release/* would get refused previews."""
     cfg = config()
-    assert untrusted_previews(gitlab_url, "glpat-read", cfg) == [
+    assert untrusted_previews(ProtectedRules(gitlab_url, "glpat-read"), cfg) == [
         "WARNING: protected branch 'release/*' of acme/infra runs the preview job, but preview.refs ['infra/*'] does not cover "
         "it: STS refuses its previews. Add it (or a wildcard covering it) to preview.refs."
     ]
@@ -134,6 +134,6 @@ def test_the_deploy_gate_refuses_an_unprotected_trusted_ref(
 def test_protected_refs_the_push_roles_do_not_trust_are_named(gitlab_url: str) -> None:
     """The template's default rules build every protected ref: acme/api's 'release/*' branches are protected
     but its role trusts only release/2; acme/web's protected tags 'v*' are trusted."""
-    warnings = untrusted_builds(gitlab_url, "glpat-read", config())
+    warnings = untrusted_builds(ProtectedRules(gitlab_url, "glpat-read"), config())
     assert [w.split(" runs the build template")[0] for w in warnings] == ["WARNING: protected branch 'release/*' of acme/api"]
     assert "trusts only branches ['release/2']" in warnings[0]

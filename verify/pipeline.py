@@ -256,8 +256,9 @@ def evaluate(
         for name, text in (files or {}).items():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             (repo / name).write_text(text)
-        originals = (yaml.safe_dump(document, sort_keys=True), tuple(sorted((files or {}).items())))
-        validate_first = originals not in _VALIDATED
+        # The files as given: gitlab-ci-local validates them, and expands them (--preview), once each.
+        files_key = (yaml.safe_dump(document, sort_keys=True), tuple(sorted((files or {}).items())))
+        validate_first = files_key not in _VALIDATED
         (repo / "cicd").mkdir(exist_ok=True)
         for module in ("__init__.py", "job_env_guard.py", "pipeline_variables.py"):
             shutil.copyfile(ROOT / "cicd" / module, repo / "cicd" / module)
@@ -288,7 +289,7 @@ def evaluate(
             env.pop(key)  # gitlab-ci-local reads GCL_* as options
         if validate_first:
             _run(binary, repo, [*args, "--list-json"], env)  # raises with gitlab-ci-local's message
-            _VALIDATED.add(originals)
+            _VALIDATED.add(files_key)
         (repo / ".gitlab-ci.yml").write_text(yaml.safe_dump(_evaluation_copy(document), sort_keys=False))
         for name, text in (files or {}).items():
             # An included CI file (spec header, ---, jobs): its jobs get the same treatment.
@@ -298,10 +299,9 @@ def evaluate(
             (repo / name).write_text(yaml.safe_dump_all([*documents[:-1], jobs], sort_keys=False))
         # The expanded file (extends, includes with inputs) once per file, with gitlab-ci-local's schema
         # validation; then, per kind, without it (the same file, ~0.3 s saved per run).
-        cache_key = (yaml.safe_dump(document, sort_keys=True), tuple(sorted((files or {}).items())))
-        if cache_key not in _PREVIEWS:
-            _PREVIEWS[cache_key] = yaml.safe_load(_run(binary, repo, [*args, "--preview"], env).split("---\n", 1)[-1])
-        preview = _PREVIEWS[cache_key]
+        if files_key not in _PREVIEWS:
+            _PREVIEWS[files_key] = yaml.safe_load(_run(binary, repo, [*args, "--preview"], env).split("---\n", 1)[-1])
+        preview = _PREVIEWS[files_key]
         args.append("--no-json-schema-validation")
         listed = _json_from(_run(binary, repo, [*args, "--list-json"], env))
         whens = {job["name"]: job["when"] for job in listed}
