@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .marks import bounded_name
+
 CA_VALIDITY_DAYS = 3650
 SECRET_OUTPUTS = ["caKeyPem", "serverKeyPem", "clientKeyPem"]
 
@@ -49,7 +51,9 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
-def _name(common_name: str) -> x509.Name:
+def _name(role: str, project: str) -> x509.Name:
+    """O=gitlab-buildkit-runner, CN=<role>-<project> within X.509's 64 characters (the DNS names are in the SAN)."""
+    common_name = bounded_name(role, project, 64)
     return x509.Name(
         [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gitlab-buildkit-runner"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     )
@@ -58,7 +62,7 @@ def _name(common_name: str) -> x509.Name:
 def new_ca(project: str, now: datetime.datetime) -> tuple[str, str]:
     """(CA certificate PEM, CA key PEM): a CA for one project's daemon only (path length 0)."""
     key = _key()
-    name = _name(f"buildkitd CA {project}")
+    name = _name("buildkitd-ca", project)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -79,7 +83,14 @@ def new_ca(project: str, now: datetime.datetime) -> tuple[str, str]:
 
 
 def new_leaf(
-    ca_cert_pem: str, ca_key_pem: str, common_name: str, *, server_names: list[str] | None, days: int, now: datetime.datetime
+    ca_cert_pem: str,
+    ca_key_pem: str,
+    role: str,
+    project: str,
+    *,
+    server_names: list[str] | None,
+    days: int,
+    now: datetime.datetime,
 ) -> Leaf:
     """A server certificate (server_names: its DNS names) or a client certificate (server_names None)."""
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
@@ -89,7 +100,7 @@ def new_leaf(
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server_names is not None else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name))
+        .subject_name(_name(role, project))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -122,8 +133,8 @@ def issue(props: dict[str, Any], ca: tuple[str, str] | None = None, now: datetim
     now = now or _utcnow()
     ca_cert, ca_key = ca or new_ca(props["project"], now)
     days = int(props["validityDays"])
-    server = new_leaf(ca_cert, ca_key, props["serverNames"][0], server_names=list(props["serverNames"]), days=days, now=now)
-    client = new_leaf(ca_cert, ca_key, f"build jobs of {props['project']}", server_names=None, days=days, now=now)
+    server = new_leaf(ca_cert, ca_key, "buildkitd", props["project"], server_names=list(props["serverNames"]), days=days, now=now)
+    client = new_leaf(ca_cert, ca_key, "build-jobs", props["project"], server_names=None, days=days, now=now)
     return {
         **props,
         "caPem": ca_cert,

@@ -8,6 +8,8 @@ the stack marks the resource and the pack reads the mark; nobody matches names b
 
 from __future__ import annotations
 
+import hashlib
+
 PROJECT = "gitlab-buildkit-runner"
 
 # Ref: https://kubernetes.io/docs/concepts/security/pod-security-admission/#pod-security-admission-labels-for-namespaces
@@ -53,3 +55,13 @@ DO_NOT_DISRUPT_ANNOTATIONS = {"karpenter.sh/do-not-disrupt": "true", "cluster-au
 def job_priority_class_name(job_namespace: str) -> str:
     """PriorityClasses are cluster-wide: one per job namespace, so two stacks in a cluster never share one."""
     return f"{PROJECT}-jobs-{job_namespace}"
+
+
+def bounded_name(prefix: str, key: str, limit: int) -> str:
+    """`<prefix>-<key>` (or `<key>`), shortened with a hash of the key when `limit` needs it: two keys that
+    share a long start still get distinct names."""
+    name = f"{prefix}-{key}" if prefix else key
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-')}-{digest}"

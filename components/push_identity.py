@@ -4,7 +4,6 @@ application repositories and cache repository."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,18 +13,14 @@ import pulumi_aws as aws
 from .aws_account import AwsAccount, repository_arn
 from .aws_documents import gitlab_trust_policy, push_policy, to_json
 from .config import CredentialsConfig, OidcSubject, invalid
-from .marks import PROJECT, component_type
+from .marks import PROJECT, bounded_name, component_type
 
 IAM_NAME_LIMIT = 64  # IAM user and role names
 
 
 def iam_name(prefix: str, key: str) -> str:
     """`<prefix>-<key>`, shortened with a hash of the key when IAM's 64-character limit needs it."""
-    name = f"{prefix}-{key}"
-    if len(name) <= IAM_NAME_LIMIT:
-        return name
-    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
-    return f"{name[: IAM_NAME_LIMIT - 9].rstrip('-')}-{digest}"
+    return bounded_name(prefix, key, IAM_NAME_LIMIT)
 
 
 @dataclass(frozen=True)

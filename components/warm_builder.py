@@ -30,7 +30,7 @@ import pulumi_kubernetes as k8s
 
 from .builder_certificates import BuilderCertificates
 from .config import NetworkConfig, RunnerConfig, WarmBuilderConfig
-from .marks import BUILDERS_FOR_ANNOTATION, MANAGED_BY, component_type, job_priority_class_name
+from .marks import BUILDERS_FOR_ANNOTATION, MANAGED_BY, bounded_name, component_type, job_priority_class_name
 from .namespace_documents import job_namespace_annotations, job_namespace_labels
 from .network_documents import builder_network_policies
 from .runner_config import BUILDKIT_STATE_DIR, BUILDKIT_UID
@@ -45,7 +45,12 @@ LOADED_CERT = "/home/user/.buildkitd-loaded-cert.pem"
 
 
 def daemon_name(project_key: str) -> str:
-    return f"buildkitd-{project_key}"[:52]  # StatefulSet pod names add "-0"; the Service name is a DNS label
+    """StatefulSet pod names add "-0" within a DNS label's 63 characters (and controller-revision hashes): 52."""
+    return bounded_name("buildkitd", project_key, 52)
+
+
+def project_label(project_key: str) -> str:
+    return bounded_name("", project_key, 63)  # a label value's limit
 
 
 def server_names(project_key: str, namespace: str) -> list[str]:
@@ -93,7 +98,12 @@ def b64(value: pulumi.Input[str]) -> pulumi.Output[str]:
 
 
 def daemon_labels(project_key: str) -> dict[str, str]:
-    return {**MANAGED_BY, APP_LABEL: CONTAINER, "app.kubernetes.io/instance": daemon_name(project_key), PROJECT_LABEL: project_key}
+    return {
+        **MANAGED_BY,
+        APP_LABEL: CONTAINER,
+        "app.kubernetes.io/instance": daemon_name(project_key),
+        PROJECT_LABEL: project_label(project_key),
+    }
 
 
 def daemon_selector(project_key: str) -> dict[str, str]:

@@ -428,3 +428,19 @@ def test_a_workload_elsewhere_cannot_borrow_the_daemons_profile_exemption(pack: 
     found = messages(pack, [*resources_of(run), intruder], "warm-builders-as-designed")
     assert any("Deployment 'buildkitd-borrow'" in m and "the runtime default" in m for m in found), found
     assert "warm-builders-as-designed" in mandatory(pack, [*resources_of(run), intruder])
+
+
+def test_long_project_paths_get_distinct_valid_names_labels_and_certificates() -> None:
+    """Two projects whose paths share their first 60 characters: names within Kubernetes' limits (a
+    StatefulSet's pods add -0 to 52, a label value 63), distinct, and certificate names within X.509's 64."""
+    prefix = "acme/" + "platform-" * 6 + "services"
+    apps = [{"name": "one", "projectPath": f"{prefix}/builder-one"}, {"name": "two", "projectPath": f"{prefix}/builder-two"}]
+    run = run_program(make_config(builders=WARM, registry={"region": "eu-west-1", "applications": apps}))
+    daemons = [r.inputs for r in run.of_type(STATEFULSET)]
+    names = [d["metadata"]["name"] for d in daemons]
+    assert len(set(names)) == 2 and all(len(n) <= 52 for n in names), names
+    for daemon in daemons:
+        labels = daemon["spec"]["template"]["metadata"]["labels"]
+        assert all(len(v) <= 63 for v in labels.values()), labels
+    keys = {r.inputs["metadata"]["name"] for r in run.of_type("kubernetes:core/v1:Secret") if r.inputs["metadata"]["name"].endswith("-tls")}
+    assert keys == {f"{n}-tls" for n in names}
